@@ -1,0 +1,1 @@
+"""Corpora: manifest, validation, alignment files, datasets and the demo corpus generator."""
