@@ -73,3 +73,12 @@ def write_audio(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RA
     subtype = "VORBIS" if fmt == "OGG" else "PCM_16"
     with atomic_write(path, "wb") as f:
         sf.write(f, np.clip(wave, -1.0, 1.0), sample_rate, format=fmt, subtype=subtype)
+
+
+def num_frames(num_samples: int, fps: float, sample_rate: int = SAMPLE_RATE) -> int:
+    """Animation frames for a clip: round(duration * fps), halves rounded up.
+
+    The one definition used everywhere (targets, model output, conversion), so
+    frame counts never disagree by one on a tie.
+    """
+    return int(np.floor(num_samples * float(fps) / sample_rate + 0.5))
