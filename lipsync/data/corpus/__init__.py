@@ -1,0 +1,1 @@
+"""Synthetic speech corpora from espeak-ng: exact phone timing, composed text, speaker-disjoint splits."""
