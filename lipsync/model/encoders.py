@@ -1,0 +1,208 @@
+"""Audio encoders with one interface: ``forward(waveform [B, N], lengths [B]) -> ([B, T, D], frame lengths [B])``.
+
+Two families:
+- ``HFEncoder``: any Hugging Face audio encoder with 50 Hz hidden states
+  (wav2vec2, HuBERT, WavLM), from a hub id, a local folder, or a config dict.
+- ``LogMelEncoder``: log-mel spectrogram + a few convolutions, ~50 Hz; small,
+  fast on CPU, and trainable with no pretrained weights.
+
+Padded batches: group-norm wav2vec2 models change their output when a clip is
+padded, attention mask or not (measured). Clips of different lengths are
+therefore encoded one by one at their own length; equal lengths (training
+windows) go through as one batch. The result equals encoding each clip alone.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HUB_HOST = "huggingface.co"
+
+
+class EncoderLoadError(RuntimeError):
+    """A pretrained encoder that cannot be had; the message says both ways out."""
+
+
+class _Encoder(nn.Module):
+    output_dim: int
+    frame_rate: float  # encoder frames per second
+    frame_offset: float  # seconds: the centre of encoder frame 0
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = waveform.shape[1]
+        if torch.jit.is_tracing() or bool((lengths == n).all()):
+            return self.encode(waveform), self.frame_lengths(lengths)
+        outputs = [self.encode(waveform[i : i + 1, : int(lengths[i])])[0] for i in range(waveform.shape[0])]
+        return nn.utils.rnn.pad_sequence(outputs, batch_first=True), self.frame_lengths(lengths)
+
+    def encode(self, waveform: torch.Tensor) -> torch.Tensor:  # unpadded [B, N] -> [B, T, D]
+        raise NotImplementedError
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def set_step(self, step: int) -> None:
+        """Called by training at every step (for freezing schedules)."""
+
+
+class HFEncoder(_Encoder):
+    """A Hugging Face audio encoder (wav2vec2 / HuBERT / WavLM) through ``AutoModel``.
+
+    freeze: "frozen" (no encoder weights train), "cnn" (the convolutional
+    feature encoder stays frozen, the transformer trains) or "none".
+    unfreeze_after_steps: with "frozen", fine-tune (as "cnn") from that step on.
+    layer_weights: learn a softmax-weighted sum over all hidden layers instead
+    of taking the last one.
+    normalize: zero-mean, unit-variance per clip, as wav2vec2's feature
+    extractor does (``do_normalize``).
+    """
+
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        config: dict | None = None,
+        freeze: str = "cnn",
+        unfreeze_after_steps: int | None = None,
+        layer_weights: bool = False,
+        normalize: bool = True,
+    ):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        if freeze not in ("frozen", "cnn", "none"):
+            raise ValueError(f"model.encoder.freeze must be frozen, cnn or none, got {freeze!r}")
+        if pretrained:
+            self.model = _from_pretrained(AutoModel, pretrained)
+        elif config:
+            config = dict(config)
+            self.model = AutoModel.from_config(AutoConfig.for_model(config.pop("model_type"), **config))
+        else:
+            raise ValueError("model.encoder needs 'pretrained' (hub id or local folder) or 'config' (a model config)")
+        self.pretrained = pretrained
+        hf = self.model.config
+        self.output_dim = hf.hidden_size
+        self.kernels, self.strides = tuple(hf.conv_kernel), tuple(hf.conv_stride)
+        hop, field = 1, 1
+        for k, s in zip(self.kernels, self.strides):
+            field += (k - 1) * hop
+            hop *= s
+        self.frame_rate, self.frame_offset = 16000 / hop, (field - 1) / 2 / 16000
+        self.freeze, self.unfreeze_after_steps, self.normalize = freeze, unfreeze_after_steps, normalize
+        self.layer_logits = nn.Parameter(torch.zeros(hf.num_hidden_layers + 1)) if layer_weights else None
+        self._frozen_all = None
+        self.set_step(0)
+
+    def hf_config(self) -> dict:
+        """The encoder's own config, enough to rebuild it without the hub (checkpoints store it)."""
+        return self.model.config.to_dict()
+
+    def set_step(self, step: int) -> None:
+        freeze_all = self.freeze == "frozen" and (self.unfreeze_after_steps is None or step < self.unfreeze_after_steps)
+        if freeze_all == self._frozen_all:
+            return
+        self._frozen_all = freeze_all
+        for p in self.model.parameters():
+            p.requires_grad_(not freeze_all)
+        if not freeze_all and self.freeze in ("cnn", "frozen"):
+            self.model.freeze_feature_encoder()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self._frozen_all:  # a frozen encoder also keeps dropout and masking off
+            self.model.eval()
+        return self
+
+    def encode(self, waveform: torch.Tensor) -> torch.Tensor:
+        if self.normalize:
+            mean = waveform.mean(dim=1, keepdim=True)
+            std = waveform.var(dim=1, keepdim=True, unbiased=False).add(1e-7).sqrt()
+            waveform = (waveform - mean) / std
+        if self.layer_logits is None:
+            return self.model(waveform).last_hidden_state
+        hidden = torch.stack(self.model(waveform, output_hidden_states=True).hidden_states, dim=0)
+        weights = torch.softmax(self.layer_logits, dim=0).view(-1, 1, 1, 1)
+        return (hidden * weights).sum(dim=0)
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        out = lengths
+        for k, s in zip(self.kernels, self.strides):
+            out = torch.div(out - k, s, rounding_mode="floor") + 1
+        return out.clamp(min=0)
+
+
+class LogMelEncoder(_Encoder):
+    """Log-mel (100 Hz) -> conv -> strided conv (~50 Hz).
+
+    The short-time Fourier transform is a fixed convolution with a windowed
+    DFT basis rather than ``torch.stft``, so the ONNX export needs no complex
+    numbers. Each frame's log-mel vector is normalised across mel bins, which
+    makes the features indifferent to the recording's gain.
+    """
+
+    def __init__(self, n_mels: int = 80, hidden: int = 256, sample_rate: int = 16000, n_fft: int = 400):
+        super().__init__()
+        import torchaudio.functional as AF
+
+        self.hop, self.n_fft = sample_rate // 100, n_fft
+        t = torch.arange(n_fft, dtype=torch.float64)
+        k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
+        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+        basis = torch.cat([torch.cos(2 * torch.pi * k * t / n_fft), -torch.sin(2 * torch.pi * k * t / n_fft)]) * window
+        self.register_buffer("dft", basis.unsqueeze(1).float(), persistent=False)  # [2F, 1, n_fft]
+        fbank = AF.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate)
+        self.register_buffer("fbank", fbank.T.contiguous(), persistent=False)  # [n_mels, F]
+        self.norm = nn.LayerNorm(n_mels)
+        self.conv1 = nn.Conv1d(n_mels, hidden, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv1d(hidden, hidden, kernel_size=3, stride=2, padding=1)
+        self.out_norm = nn.LayerNorm(hidden)
+        self.output_dim = hidden
+        # Centred STFT frames at 100 Hz, then stride 2: frame k is centred at k * 20 ms.
+        self.frame_rate, self.frame_offset = sample_rate / (2 * self.hop), 0.0
+
+    def encode(self, waveform: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(waveform.unsqueeze(1), (self.n_fft // 2, self.n_fft // 2))  # centred frames
+        spec = F.conv1d(padded, self.dft, stride=self.hop)  # [B, 2F, T100]
+        real, imag = spec.chunk(2, dim=1)
+        mel = torch.matmul(self.fbank, real * real + imag * imag).clamp(min=1e-5).log()  # [B, n_mels, T100]
+        x = self.norm(mel.transpose(1, 2)).transpose(1, 2)
+        x = F.gelu(self.conv1(x))
+        return self.out_norm(F.gelu(self.conv2(x)).transpose(1, 2))
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        t100 = torch.div(lengths, self.hop, rounding_mode="floor") + 1
+        return torch.div(t100 - 1, 2, rounding_mode="floor") + 1
+
+
+def _from_pretrained(auto_model, pretrained: str):
+    """Load from a local folder, the local hub cache, or the hub; fail in seconds when none can work."""
+    local = Path(pretrained).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise EncoderLoadError(f"model.encoder.pretrained={pretrained}: folder has no config.json")
+        return auto_model.from_pretrained(str(local))
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(pretrained, "config.json")
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    if not isinstance(cached, str) and (offline or not _hub_reachable()):
+        reason = "HF_HUB_OFFLINE is set" if offline else f"{HUB_HOST} cannot be reached"
+        raise EncoderLoadError(
+            f"cannot load encoder {pretrained!r}: it is not in the local Hugging Face cache and {reason}. "
+            f"Either point at a local copy (model.encoder.pretrained=/path/to/{pretrained.split('/')[-1]}, a folder "
+            "saved with save_pretrained) or train with no pretrained weights (experiment=scratch)."
+        )
+    return auto_model.from_pretrained(pretrained, local_files_only=isinstance(cached, str) and offline)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False

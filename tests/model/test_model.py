@@ -1,0 +1,111 @@
+"""The plain model: loading paths, padding invariance, exact frame counts, export-friendly graph."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+from lipsync.audio import num_frames
+from lipsync.model import LipSyncModel
+from lipsync.model.encoders import EncoderLoadError, HFEncoder, LogMelEncoder
+from lipsync.model.frames import resample_frames, target_frames
+from lipsync.model.heads import GRUHead, TemporalConvHead, TransformerHead
+from lipsync.rigs import load_rig
+
+TINY_W2V = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                conv_dim=(16,) * 7, num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2)
+
+
+def _speechlike(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(n) / 16000
+    return 0.2 * torch.sin(2 * torch.pi * 180 * t) * torch.rand(n, generator=g) + 0.01 * torch.randn(n, generator=g)
+
+
+def test_pretrained_folder_loads_back_identically(tmp_path):
+    torch.manual_seed(0)
+    original = Wav2Vec2Model(Wav2Vec2Config(**TINY_W2V)).eval()
+    original.save_pretrained(tmp_path / "w2v")
+    encoder = HFEncoder(pretrained=str(tmp_path / "w2v"), freeze="cnn").eval()
+    wave = _speechlike(12345, 0)[None]
+    with torch.no_grad():
+        ours, lengths = encoder(wave, torch.tensor([12345]))
+        wave_norm = (wave - wave.mean()) / wave.var(unbiased=False).add(1e-7).sqrt()
+        ref = original(wave_norm).last_hidden_state
+    assert torch.equal(ours, ref)
+    assert int(lengths[0]) == ref.shape[1]
+
+
+def test_missing_hub_model_fails_fast_with_both_fixes(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(EncoderLoadError) as err:
+        HFEncoder(pretrained="facebook/wav2vec2-base")
+    assert time.monotonic() - start < 5
+    assert "model.encoder.pretrained=" in str(err.value) and "experiment=scratch" in str(err.value)
+
+
+def test_freezing_policies_use_public_api():
+    frozen = HFEncoder(config=dict(model_type="wav2vec2", **TINY_W2V), freeze="frozen", unfreeze_after_steps=10)
+    assert not any(p.requires_grad for p in frozen.parameters() if p is not frozen.layer_logits)
+    frozen.set_step(10)  # fine-tuning starts; the CNN stays frozen
+    cnn = frozen.model.feature_extractor.parameters()
+    assert not any(p.requires_grad for p in cnn)
+    assert all(p.requires_grad for p in frozen.model.encoder.parameters())
+
+
+def _models():
+    rig = load_rig("oculus15")
+    torch.manual_seed(0)
+    w2v = HFEncoder(config=dict(model_type="wav2vec2", **TINY_W2V), layer_weights=True)
+    mel = LogMelEncoder(hidden=32)
+    for enc in (w2v, mel):
+        d = enc.output_dim
+        for head in (TemporalConvHead(d, 15, hidden=16, layers=3), TemporalConvHead(d, 15, hidden=16, layers=3, causal=True),
+                     GRUHead(d, 15, hidden=16), TransformerHead(d, 15, hidden=16, layers=1, heads=2)):
+            yield LipSyncModel(enc, head, rig, 30).eval()
+
+
+@pytest.mark.parametrize("model", list(_models()), ids=lambda m: f"{type(m.encoder).__name__}-{type(m.head).__name__}"
+                         + ("-causal" if getattr(m.head, "causal", False) else ""))
+def test_padded_batch_equals_each_clip_alone(model):
+    lengths = [16000, 9001, 23457]
+    clips = [_speechlike(n, i) for i, n in enumerate(lengths)]
+    batch = torch.nn.utils.rnn.pad_sequence(clips, batch_first=True)
+    with torch.no_grad():
+        together = model(batch, torch.tensor(lengths))
+        for i, clip in enumerate(clips):
+            alone = model(clip[None], torch.tensor([len(clip)]))[0]
+            assert alone.shape[0] == num_frames(len(clip), 30)
+            # Tolerance: float32 reassociation only (measured ~1e-7).
+            torch.testing.assert_close(together[i, : alone.shape[0]], alone, atol=1e-5, rtol=0)
+    assert ((together >= 0) & (together <= 1)).all()
+
+
+@pytest.mark.parametrize("fps", [24, 25, 30, 60])
+@pytest.mark.parametrize("seconds", [0.3, 1.017, 2.5, 7.3331])
+def test_frame_alignment_gives_exact_counts(fps, seconds):
+    n = int(seconds * 16000) + 1  # odd sample counts
+    expected = num_frames(n, fps)
+    assert int(target_frames(torch.tensor(n), fps, 16000)) == expected
+    feats = torch.randn(1, int(n / 320), 4)
+    out = resample_frames(feats, torch.tensor(feats.shape[1]), torch.tensor(expected), 50 / fps)
+    assert out.shape == (1, expected, 4)
+    model = LipSyncModel(LogMelEncoder(hidden=8), GRUHead(8, 15, hidden=8), load_rig("oculus15"), fps).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, n), torch.tensor([n])).shape == (1, expected, 15)
+
+
+def test_resample_frames_is_linear_interpolation_independent_of_length():
+    feats = torch.arange(10, dtype=torch.float32).view(1, 10, 1)
+    same = resample_frames(feats, torch.tensor(10), torch.tensor(10), 1.0)
+    assert torch.equal(same, feats)
+    half = resample_frames(feats, torch.tensor(10), torch.tensor(20), 0.5, offset=0.25)[0, :, 0].numpy()
+    np.testing.assert_allclose(half, np.clip(np.arange(20) * 0.5 - 0.25, 0, 9), atol=1e-6)
+    # A prefix of the input maps to a prefix of the output: windows agree with whole files.
+    prefix = resample_frames(feats[:, :6], torch.tensor(6), torch.tensor(10), 0.5)[0, :, 0]
+    whole = resample_frames(feats, torch.tensor(10), torch.tensor(20), 0.5)[0, :10, 0]
+    torch.testing.assert_close(prefix, whole)
