@@ -1,0 +1,1 @@
+"""Training: the LightningModule around the plain model, losses, metrics, plots and train(cfg)."""

@@ -1,0 +1,49 @@
+"""Curve losses: L1 on values, L1 on frame-to-frame velocity, and extra weight
+where the lips must close (PP) or touch the teeth (FF) — the moments viewers
+notice first when lip sync is wrong.
+
+L1 through a sigmoid has a vanishing gradient once a channel saturates near 0,
+and for a channel that is off most of the time L1's optimum is "always 0":
+measured, a scratch model trained on L1 alone never learned the vowels. A
+binary cross-entropy term on the logits keeps every channel's gradient alive.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class CurveLoss:
+    channels: tuple[str, ...]
+    velocity_weight: float = 0.5
+    emphasis: dict[str, float] = field(default_factory=lambda: {"PP": 2.0, "FF": 2.0})
+    emphasis_threshold: float = 0.5  # target value above which a frame counts as a closure/contact
+    bce_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.emphasis) - set(self.channels))
+        if unknown:
+            raise ValueError(f"loss.emphasis names channels {unknown} that the rig does not have ({', '.join(self.channels)})")
+        self._emphasis = [(self.channels.index(c), w) for c, w in self.emphasis.items()]
+
+    def __call__(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """logits/target [B, T, C] (target in [0, 1]), mask [B, T] of valid frames."""
+        pred = torch.sigmoid(logits)
+        m = mask.unsqueeze(-1).to(pred.dtype)
+        frames = m.sum().clamp(min=1.0)
+        err = (pred - target).abs()
+        l1 = (err * m).sum() / (frames * pred.shape[-1])
+        step = m[:, 1:] * m[:, :-1]
+        vel_err = ((pred[:, 1:] - pred[:, :-1]) - (target[:, 1:] - target[:, :-1])).abs()
+        velocity = (vel_err * step).sum() / (step.sum().clamp(min=1.0) * pred.shape[-1])
+        emphasis = pred.new_zeros(())
+        for c, weight in self._emphasis:
+            hit = (target[..., c] > self.emphasis_threshold).to(pred.dtype) * mask.to(pred.dtype)
+            emphasis = emphasis + weight * (err[..., c] * hit).sum() / hit.sum().clamp(min=1.0)
+        bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * m).sum() / (
+            frames * pred.shape[-1])
+        total = l1 + self.velocity_weight * velocity + emphasis + self.bce_weight * bce
+        return {"loss": total, "l1": l1, "velocity": velocity, "emphasis": emphasis, "bce": bce}
