@@ -1,0 +1,163 @@
+"""Predictors: something that turns a 16 kHz mono waveform into curves.
+
+Conversion runs either an exported ONNX file (the fast path, no torch import)
+or a checkpoint / run dir through ``lipsync.model.checkpoint.load_model``.
+Both look the same to the chunker and the runner: ``rig``, ``fps``,
+``sample_rate``, ``describe()`` and ``predict(wave) -> Curves``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from lipsync.audio import SAMPLE_RATE
+from lipsync.curves import Curves
+from lipsync.rigs import BUILTIN_RIGS, Rig, load_rig
+
+# The exported graph's interface (lipsync.export writes it, model.json records it).
+INPUT_WAVEFORM = "waveform"  # float32 [batch, samples] at 16 kHz
+INPUT_LENGTHS = "lengths"  # int64 [batch], samples per clip
+OUTPUT_CURVES = "curves"  # float32 [batch, frames, channels] in [0, 1]
+CARD_FORMAT = "lipsync.model-card"
+
+
+class ModelLoadError(ValueError):
+    """A model path that cannot be used; the message names the file, the problem and the fix."""
+
+
+class Predictor(Protocol):
+    rig: Rig
+    fps: float
+    sample_rate: int
+
+    def predict(self, wave: np.ndarray) -> Curves:
+        """float32 mono samples at ``sample_rate`` -> curves with num_frames(len(wave), fps) frames."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able facts about the model for output metadata."""
+        ...
+
+
+def card_path(onnx_path: str | Path) -> Path:
+    """``model.onnx`` -> ``model.json`` (the model card beside it)."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def read_model_card(onnx_path: str | Path) -> dict[str, Any]:
+    path = card_path(onnx_path)
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: model card missing; export with scripts/export.py, which writes it beside the .onnx") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelLoadError(f"{path}: cannot read model card ({e}); export the model again") from e
+    missing = [k for k in ("rig", "channels", "fps", "sample_rate") if k not in card]
+    if missing:
+        raise ModelLoadError(f"{path}: model card lacks {missing}; export the model again with scripts/export.py")
+    return card
+
+
+def rig_from_card(name: str, channels: list[str]) -> Rig:
+    """The built-in rig when the card names one with the same channels, else a rig of the card's channels."""
+    if name in BUILTIN_RIGS:
+        rig = load_rig(name)
+        if list(rig.channels) == list(channels):
+            return rig
+    return Rig(name=name, channels=tuple(channels))
+
+
+class OnnxPredictor:
+    """An exported ``model.onnx`` run by ONNX Runtime on CPU, batch of one."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.card = read_model_card(self.path)
+        self.rig = rig_from_card(self.card["rig"], self.card["channels"])
+        self.fps = float(self.card["fps"])
+        self.sample_rate = int(self.card["sample_rate"])
+        if self.sample_rate != SAMPLE_RATE:
+            raise ModelLoadError(f"{card_path(self.path)}: sample_rate {self.sample_rate}; conversion feeds {SAMPLE_RATE} Hz")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # warnings about unused initialisers are noise to a user
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own exception types for bad files
+            raise ModelLoadError(f"{self.path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]}); export again") from e
+        names = {i.name for i in self.session.get_inputs()}
+        if names != {INPUT_WAVEFORM, INPUT_LENGTHS}:
+            raise ModelLoadError(f"{self.path}: inputs are {sorted(names)}, expected {INPUT_WAVEFORM!r} and {INPUT_LENGTHS!r}")
+
+    def predict(self, wave: np.ndarray) -> Curves:
+        wave = np.ascontiguousarray(wave, dtype=np.float32)[None]
+        lengths = np.array([wave.shape[1]], dtype=np.int64)
+        (curves,) = self.session.run([OUTPUT_CURVES], {INPUT_WAVEFORM: wave, INPUT_LENGTHS: lengths})
+        return Curves(curves[0].astype(np.float32, copy=False), self.rig.channels, self.fps)
+
+    def describe(self) -> dict[str, Any]:
+        keys = ("encoder", "training_run", "package_version")
+        return {"path": str(self.path), "kind": "onnx", **{k: self.card[k] for k in keys if k in self.card}}
+
+
+class TorchPredictor:
+    """A checkpoint or run dir, loaded through ``lipsync.model.checkpoint.load_model`` and run eagerly on CPU."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import torch
+
+        try:
+            from lipsync.model.checkpoint import load_model
+        except ImportError as e:
+            raise ModelLoadError(
+                f"{path}: this build cannot load checkpoints ({e}); export it with scripts/export.py and pass the .onnx"
+            ) from e
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        self.path = Path(path)
+        self.model, self.info = load_model(self.path)
+        self.model.eval()
+        self.rig = self.model.rig
+        self.fps = float(self.model.fps)
+        self.sample_rate = int(getattr(self.model, "sample_rate", SAMPLE_RATE))
+
+    def predict(self, wave: np.ndarray) -> Curves:
+        torch = self.torch
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None]
+            curves = self.model(x, torch.tensor([x.shape[1]], dtype=torch.int64))
+        return Curves(curves[0].float().numpy(), self.rig.channels, self.fps)
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.path), "kind": "checkpoint", **{k: v for k, v in self.info.items() if _jsonable(v)}}
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def is_onnx_model(path: str | Path) -> bool:
+    path = Path(path)
+    return path.suffix.lower() == ".onnx" or (path.is_dir() and (path / "model.onnx").is_file())
+
+
+def load_predictor(path: str | Path, threads: int | None = None) -> Predictor:
+    """``model.onnx`` (or a folder holding one) -> ONNX Runtime; anything else -> checkpoint loader."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such model; pass an exported .onnx, a checkpoint or a run dir")
+    if is_onnx_model(path):
+        return OnnxPredictor(path / "model.onnx" if path.is_dir() else path, threads)
+    return TorchPredictor(path, threads)

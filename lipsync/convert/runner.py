@@ -1,0 +1,201 @@
+"""Convert many files: one file at a time per worker, never stopping on a bad one.
+
+Each file: skip if all requested outputs exist (unless overwriting), read it
+in blocks, predict in overlapping windows, post-process, write every format
+atomically. A file that fails (unreadable, empty, silent, too short, a model
+error) becomes one ``FileResult`` with a one-line reason; the batch goes on.
+``--jobs N`` runs N worker processes (spawned, so nothing is shared but the
+file list), each with its own predictor and ``cores // N`` threads.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from lipsync.audio import SAMPLE_RATE, AudioError, num_frames
+from lipsync.convert.chunking import OVERLAP_S, WINDOW_S, predict_chunked
+from lipsync.convert.inputs import InputFile
+from lipsync.convert.predictor import Predictor, load_predictor
+from lipsync.convert.stream import AudioStream
+from lipsync.curves import Curves
+from lipsync.curves.postprocess import ONE_EURO_BETA, ONE_EURO_MIN_CUTOFF, SAVGOL_WINDOW_S, postprocess
+from lipsync.curves.writers import output_path, write_outputs
+
+CONVERTED, SKIPPED, FAILED = "converted", "skipped", "failed"
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    out_dir: Path
+    formats: tuple[str, ...] = ("csv",)
+    overwrite: bool = False
+    fps: float | None = None  # None: the model's rate
+    smooth: str = "none"
+    clamp: bool = True
+    one_euro_min_cutoff: float = ONE_EURO_MIN_CUTOFF
+    one_euro_beta: float = ONE_EURO_BETA
+    savgol_window_s: float = SAVGOL_WINDOW_S
+    window_s: float = WINDOW_S
+    overlap_s: float = OVERLAP_S
+
+
+@dataclass
+class FileResult:
+    rel: str
+    status: str
+    audio_s: float = 0.0
+    seconds: float = 0.0
+    message: str = ""
+    outputs: list[str] = field(default_factory=list)
+
+
+def convert_file(predictor: Predictor, item: InputFile, opts: ConvertOptions) -> FileResult:
+    """Convert one file; every failure comes back as a result, never as an exception."""
+    started = time.perf_counter()
+    base = opts.out_dir / item.stem_rel
+    todo = [f for f in opts.formats if opts.overwrite or not output_path(base, f).exists()]
+    if not todo:
+        return FileResult(str(item.rel), SKIPPED, message="outputs exist (--overwrite to redo)")
+    try:
+        curves, stream = predict_file(predictor, item.path, opts)
+        metadata = {
+            "sample_rate": SAMPLE_RATE,
+            "source": {
+                "path": str(item.path.resolve()),
+                "duration": round(stream.duration, 6),
+                "sample_rate": stream.source_rate,
+                "channels": stream.source_channels,
+            },
+            "model": predictor.describe(),
+        }
+        written = write_outputs(curves, base, todo, predictor.rig, overwrite=opts.overwrite, metadata=metadata)
+    except AudioError as e:
+        return _failed(item, str(e), started)
+    except Exception as e:  # one bad file must not stop a batch of thousands: report it and go on
+        return _failed(item, f"{item.path}: {type(e).__name__}: {e}", started)
+    return FileResult(str(item.rel), CONVERTED, stream.duration, time.perf_counter() - started,
+                      outputs=[str(p) for p in written])
+
+
+def predict_file(predictor: Predictor, path: Path, opts: ConvertOptions) -> tuple[Curves, AudioStream]:
+    stream = AudioStream(path, predictor.sample_rate)
+    values = predict_chunked(
+        stream, lambda wave: predictor.predict(wave).values, predictor.fps, len(predictor.rig),
+        sample_rate=predictor.sample_rate, window_s=opts.window_s, overlap_s=opts.overlap_s,
+    )
+    if stream.silent:
+        level = "digital silence" if stream.peak == 0 else "peak below -60 dBFS"
+        raise AudioError(f"{path}: silent ({level}); there is no speech to animate")
+    out_fps = opts.fps or predictor.fps
+    n_out = num_frames(stream.n_samples, out_fps, predictor.sample_rate)
+    if n_out < 2:
+        raise AudioError(f"{path}: too short ({stream.duration:.3f} s) for 2 frames at {out_fps:g} fps")
+    curves = postprocess(
+        Curves(values, predictor.rig.channels, predictor.fps), smooth=opts.smooth, fps=out_fps,
+        clamp_values=opts.clamp, one_euro_min_cutoff=opts.one_euro_min_cutoff, one_euro_beta=opts.one_euro_beta,
+        savgol_window_s=opts.savgol_window_s, n_frames=n_out,
+    )
+    return curves, stream
+
+
+def _failed(item: InputFile, message: str, started: float) -> FileResult:
+    message = message.removeprefix(f"{item.path}: ")  # the table already names the file
+    one_line = " ".join(message.split())[:400]
+    return FileResult(str(item.rel), FAILED, seconds=time.perf_counter() - started, message=one_line)
+
+
+# --- worker processes -------------------------------------------------------------------------
+
+_worker_predictor: Predictor | None = None
+
+
+def _init_worker(model: str, threads: int) -> None:
+    global _worker_predictor
+    _worker_predictor = load_predictor(model, threads)
+
+
+def _worker_convert(item: InputFile, opts: ConvertOptions) -> FileResult:
+    assert _worker_predictor is not None, "worker used before _init_worker"
+    return convert_file(_worker_predictor, item, opts)
+
+
+def threads_per_job(jobs: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))
+
+
+def run_conversion(
+    files: Sequence[InputFile],
+    model: str | Path,
+    opts: ConvertOptions,
+    jobs: int = 1,
+    predictor: Predictor | None = None,
+    on_result: Callable[[FileResult], None] | None = None,
+) -> list[FileResult]:
+    """Convert ``files``; results in the order of ``files``. ``predictor`` is reused when ``jobs == 1``."""
+    if jobs <= 1:
+        predictor = predictor or load_predictor(model, threads_per_job(1))
+        results = []
+        for item in files:
+            results.append(convert_file(predictor, item, opts))
+            if on_result:
+                on_result(results[-1])
+        return results
+    by_rel: dict[str, FileResult] = {}
+    ctx = get_context("spawn")  # no fork of a process that may hold ORT/torch threads
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
+                             initargs=(str(model), threads_per_job(jobs))) as pool:
+        futures = [pool.submit(_worker_convert, item, opts) for item in files]
+        for future in as_completed(futures):
+            result = future.result()
+            by_rel[result.rel] = result
+            if on_result:
+                on_result(result)
+    return [by_rel[str(item.rel)] for item in files]
+
+
+class Progress:
+    """tqdm bar of files with audio-seconds per wall-second; failures printed above it as they happen."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="file", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+        self.started = time.perf_counter()
+        self.audio_s = 0.0
+
+    def __call__(self, result: FileResult) -> None:
+        if result.status == FAILED:
+            self.bar.write(f"FAILED {result.rel}: {result.message}", file=sys.stderr)
+        self.audio_s += result.audio_s
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        self.bar.set_postfix_str(f"{self.audio_s / elapsed:.1f} audio-s/s", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def summary_table(results: Sequence[FileResult], wall_s: float, jobs: int, extra: dict[str, Any] | None = None) -> str:
+    counts = {s: [r for r in results if r.status == s] for s in (CONVERTED, SKIPPED, FAILED)}
+    audio = sum(r.audio_s for r in counts[CONVERTED])
+    lines = [
+        f"{'status':<10} {'files':>7} {'audio s':>10}",
+        f"{CONVERTED:<10} {len(counts[CONVERTED]):>7} {audio:>10.1f}",
+        f"{SKIPPED:<10} {len(counts[SKIPPED]):>7} {'-':>10}   outputs already there (--overwrite to redo)",
+        f"{FAILED:<10} {len(counts[FAILED]):>7} {'-':>10}",
+        f"{'total':<10} {len(results):>7}",
+        f"wall {wall_s:.2f} s, {audio / max(wall_s, 1e-9):.1f} audio-s/s"
+        + (f" (RTF {wall_s / audio:.4f})" if audio else "") + f", jobs {jobs}"
+        + "".join(f", {k} {v}" for k, v in (extra or {}).items()),
+    ]
+    if counts[FAILED]:
+        width = max(len(r.rel) for r in counts[FAILED])
+        lines.append("failed files:")
+        lines.extend(f"  {r.rel:<{width}}  {r.message}" for r in counts[FAILED])
+    return "\n".join(lines)

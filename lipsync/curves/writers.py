@@ -1,0 +1,123 @@
+"""Every output format conversion writes, behind one dispatcher.
+
+``write_outputs(curves, out_base, formats, rig)`` writes ``out_base`` plus the
+format's suffix for each format, each file atomically:
+
+- ``csv``          ``<base>.csv``: curves CSV (``time,<channels>``), readable as training targets
+- ``json``         ``<base>.json``: fps, channels, rig, sample rate, source, model, frames
+- ``livelink``     ``<base>.livelink.csv``: Live Link Face CSV (arkit52 rigs)
+- ``rhubarb-tsv``  ``<base>.rhubarb.tsv``: Rhubarb mouth cues, TSV (oculus15 rigs)
+- ``rhubarb-json`` ``<base>.rhubarb.json``: Rhubarb mouth cues, JSON (oculus15 rigs)
+- ``npz``          ``<base>.npz``: ``values`` [T, C] float32, ``channels``, ``fps``
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from lipsync.atomic import atomic_write
+from lipsync.curves import Curves, CurvesError
+from lipsync.curves.csv import write_curves_csv
+from lipsync.curves.livelink import livelink_column_order, write_livelink_csv
+from lipsync.curves.rhubarb import VISEME_SHAPE, write_rhubarb_json, write_rhubarb_tsv
+from lipsync.rigs import Rig
+
+FORMAT_SUFFIXES = {
+    "csv": ".csv",
+    "json": ".json",
+    "livelink": ".livelink.csv",
+    "rhubarb-tsv": ".rhubarb.tsv",
+    "rhubarb-json": ".rhubarb.json",
+    "npz": ".npz",
+}
+FORMATS = tuple(FORMAT_SUFFIXES)
+JSON_FORMAT_ID = "lipsync.curves"
+JSON_FORMAT_VERSION = 1
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``"csv,json"`` -> ("csv", "json"); unknown names fail with the list of known ones."""
+    names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in FORMAT_SUFFIXES]
+    if unknown or not names:
+        raise CurvesError(f"unknown output format(s) {unknown or [text]}; use a comma list of {', '.join(FORMATS)}")
+    return names
+
+
+def check_formats_fit_rig(formats: Iterable[str], rig: Rig) -> None:
+    """Fail before any work when a format cannot be written for this rig's channels."""
+    formats = set(formats)
+    if "livelink" in formats:
+        livelink_column_order(rig, rig.channels)
+    if formats & {"rhubarb-tsv", "rhubarb-json"}:
+        missing = [v for v in VISEME_SHAPE if v not in rig.channels]
+        if missing:
+            raise CurvesError(f"Rhubarb formats need an oculus15 model; rig {rig.name!r} lacks {missing[:5]}")
+
+
+def output_path(out_base: str | Path, fmt: str) -> Path:
+    """``out/dir/take_01`` + ``livelink`` -> ``out/dir/take_01.livelink.csv`` (dots in names are kept)."""
+    out_base = Path(out_base)
+    return out_base.with_name(out_base.name + FORMAT_SUFFIXES[fmt])
+
+
+def write_json(curves: Curves, path: str | Path, overwrite: bool = True, metadata: Mapping[str, Any] | None = None,
+               decimals: int = 4) -> None:
+    doc = {
+        "format": JSON_FORMAT_ID,
+        "version": JSON_FORMAT_VERSION,
+        "fps": curves.fps,
+        "n_frames": curves.n_frames,
+        "duration": round(curves.duration, 6),
+        "channels": list(curves.channels),
+        **(metadata or {}),
+        "frames": np.round(curves.values.astype(np.float64), decimals).tolist(),
+    }
+    with atomic_write(path, "w", overwrite=overwrite, encoding="utf-8") as f:
+        json.dump(doc, f, separators=(",", ":"))
+        f.write("\n")
+
+
+def write_npz(curves: Curves, path: str | Path, overwrite: bool = True) -> None:
+    with atomic_write(path, "wb", overwrite=overwrite) as f:
+        np.savez(f, values=curves.values.astype(np.float32), channels=np.array(curves.channels), fps=np.float64(curves.fps))
+
+
+def write_outputs(
+    curves: Curves,
+    out_base_path: str | Path,
+    formats: Iterable[str],
+    rig: Rig,
+    overwrite: bool = False,
+    metadata: Mapping[str, Any] | None = None,
+) -> list[Path]:
+    """Write each format beside ``out_base_path``; returns the paths written.
+
+    ``metadata`` (JSON-able: sample rate, source file, model) goes into the JSON
+    output; its ``source.path`` is Rhubarb's ``soundFile``. Without
+    ``overwrite`` an existing file raises ``OutputExistsError`` and is untouched.
+    """
+    written = []
+    metadata = dict(metadata or {})
+    sound_file = str((metadata.get("source") or {}).get("path", ""))
+    for fmt in formats:
+        path = output_path(out_base_path, fmt)
+        if fmt == "csv":
+            write_curves_csv(curves, path, overwrite=overwrite)
+        elif fmt == "json":
+            write_json(curves, path, overwrite=overwrite, metadata={"rig": rig.name, **metadata})
+        elif fmt == "livelink":
+            write_livelink_csv(curves, path, rig, overwrite=overwrite)
+        elif fmt == "rhubarb-tsv":
+            write_rhubarb_tsv(curves, path, overwrite=overwrite)
+        elif fmt == "rhubarb-json":
+            write_rhubarb_json(curves, path, sound_file=sound_file, overwrite=overwrite)
+        elif fmt == "npz":
+            write_npz(curves, path, overwrite=overwrite)
+        else:
+            raise CurvesError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
+        written.append(path)
+    return written

@@ -1,0 +1,136 @@
+"""Export: checkpoint -> model.onnx + model.json, parity with the eager model, then conversion with it."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lipsync.convert.cli import main as convert_main
+from lipsync.convert.predictor import load_predictor
+from lipsync.curves.csv import read_curves_csv
+from lipsync.export.cli import EXIT_INPUT, EXIT_OK, EXIT_PARITY, main
+from lipsync.model import build_model
+from lipsync.model.checkpoint import portable_model_config
+
+MEL_TCN = {
+    "rig": "oculus15", "fps": 30, "sample_rate": 16000,
+    "encoder": {"_target_": "lipsync.model.encoders.LogMelEncoder", "n_mels": 40, "hidden": 32},
+    "head": {"_target_": "lipsync.model.heads.TemporalConvHead", "hidden": 16, "layers": 3, "kernel": 3,
+             "dropout": 0.0, "causal": False},
+}
+TINY_W2V_GRU = {
+    "rig": "arkit52", "fps": 60, "sample_rate": 16000,
+    "encoder": {"_target_": "lipsync.model.encoders.HFEncoder", "pretrained": None, "freeze": "none", "normalize": True,
+                "config": {"model_type": "wav2vec2", "hidden_size": 32, "num_hidden_layers": 2,
+                           "num_attention_heads": 2, "intermediate_size": 64, "conv_dim": [16] * 7,
+                           "num_conv_pos_embeddings": 8, "num_conv_pos_embedding_groups": 2}},
+    "head": {"_target_": "lipsync.model.heads.GRUHead", "hidden": 16, "layers": 1, "bidirectional": True,
+             "dropout": 0.0},
+}
+CARD_KEYS = {"rig", "channels", "fps", "sample_rate", "encoder", "training_run", "metrics", "package_version", "opset",
+             "inputs", "outputs", "parity", "format", "version", "model_file"}
+
+
+def write_run(run_dir, model_config) -> None:
+    """A run dir as training leaves it: checkpoints/last.ckpt with lipsync metadata, done.json, git.json, command."""
+    torch.manual_seed(0)
+    model = build_model(model_config)
+    checkpoint = {
+        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+        "global_step": 1234,
+        "lipsync": {"model_config": portable_model_config(model_config, model), "rig": model.rig.name,
+                    "channels": list(model.channels), "fps": model.fps, "sample_rate": 16000},
+    }
+    (run_dir / "checkpoints").mkdir(parents=True)
+    torch.save(checkpoint, run_dir / "checkpoints" / "last.ckpt")
+    (run_dir / "done.json").write_text(json.dumps({"global_step": 1234, "metrics": {"val/mae": 0.071, "val/loss": 0.2}}))
+    (run_dir / "git.json").write_text(json.dumps({"commit": "abc123", "dirty": False}))
+    (run_dir / "command.txt").write_text("python scripts/train.py experiment=scratch\n")
+
+
+@pytest.fixture(scope="module")
+def mel_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "scratch" / "r1"
+    write_run(run_dir, MEL_TCN)
+    return run_dir
+
+
+def test_export_writes_a_complete_card_and_a_dynamic_graph(tmp_path, mel_run, capsys):
+    out = tmp_path / "export" / "model.onnx"
+    assert main(["--checkpoint", str(mel_run), "--out", str(out)]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert "0.3 s" in printed and "65 s" in printed and "2 x 0.3 s" in printed and "largest difference" in printed
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert CARD_KEYS <= set(card)
+    assert card["rig"] == "oculus15" and len(card["channels"]) == 15 and card["fps"] == 30.0
+    assert card["sample_rate"] == 16000 and card["encoder"] == "LogMelEncoder" and card["opset"] == 17
+    assert card["metrics"] == {"val/mae": 0.071, "val/loss": 0.2}
+    run = card["training_run"]
+    assert run["run_dir"] == str(mel_run.resolve()) and run["global_step"] == 1234 and run["git"]["commit"] == "abc123"
+    assert card["parity"]["max_abs_diff"] <= card["parity"]["tolerance"] == 1e-3
+    assert {c["audio"] for c in card["parity"]["cases"]} >= {"0.3 s", "65 s"}
+
+    # Dynamic axes on the written file: any length, any batch of equal-length clips.
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for batch, n in [(1, 4000), (3, 23457), (2, 160000)]:
+        wave = np.random.default_rng(n).normal(0, 0.1, (batch, n)).astype(np.float32)
+        (curves,) = session.run(["curves"], {"waveform": wave, "lengths": np.full(batch, n, np.int64)})
+        assert curves.shape == (batch, int(np.floor(n * 30 / 16000 + 0.5)), 15)
+
+
+def test_exported_model_converts_like_the_checkpoint(tmp_path, mel_run, capsys):
+    out = tmp_path / "model.onnx"
+    assert main(["--checkpoint", str(mel_run), "--out", str(out)]) == EXIT_OK
+    audio = "/usr/share/sounds/alsa/Front_Center.wav"
+    for name, model in (("onnx", out), ("ckpt", mel_run)):
+        assert convert_main([audio, "--model", str(model), "--out", str(tmp_path / name), "--no-progress"]) == 0
+    capsys.readouterr()
+    via_onnx = read_curves_csv(tmp_path / "onnx" / "Front_Center.csv")
+    via_ckpt = read_curves_csv(tmp_path / "ckpt" / "Front_Center.csv")
+    assert via_onnx.n_frames == via_ckpt.n_frames and np.abs(via_onnx.values - via_ckpt.values).max() <= 1e-4
+
+
+@pytest.mark.slow
+def test_wav2vec2_encoder_exports_with_parity(tmp_path, capsys):
+    run_dir = tmp_path / "w2v"
+    write_run(run_dir, TINY_W2V_GRU)
+    out = tmp_path / "w2v.onnx"
+    assert main(["--checkpoint", str(run_dir / "checkpoints" / "last.ckpt"), "--out", str(out)]) == EXIT_OK
+    capsys.readouterr()
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["rig"] == "arkit52" and card["fps"] == 60.0 and card["encoder"] == "wav2vec2 (trained from scratch)"
+    predictor = load_predictor(out)
+    assert predictor.predict(np.zeros(4800, np.float32) + 0.01).values.shape == (18, 52)
+
+
+def test_parity_failure_writes_nothing(tmp_path, mel_run, monkeypatch, capsys):
+    import lipsync.export.onnx_export as onnx_export
+
+    real_export = onnx_export.export_onnx_bytes
+
+    def export_a_different_model(model, **kwargs):
+        broken = build_model(MEL_TCN)  # fresh random weights: a wrong graph
+        return real_export(broken, **kwargs)
+
+    monkeypatch.setattr(onnx_export, "export_onnx_bytes", export_a_different_model)
+    out = tmp_path / "model.onnx"
+    assert main(["--checkpoint", str(mel_run), "--out", str(out)]) == EXIT_PARITY
+    captured = capsys.readouterr()
+    assert "FAILED" in captured.out and "nothing written" in captured.err
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_bad_inputs_exit_1(tmp_path, mel_run, capsys):
+    assert main(["--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path / "m.onnx")]) == EXIT_INPUT
+    assert "no such checkpoint" in capsys.readouterr().err
+    not_ckpt = tmp_path / "x.ckpt"
+    not_ckpt.write_text("hello")
+    assert main(["--checkpoint", str(not_ckpt), "--out", str(tmp_path / "m.onnx")]) == EXIT_INPUT
+    assert "cannot read checkpoint" in capsys.readouterr().err
+    existing = tmp_path / "done.onnx"
+    existing.write_bytes(b"old")
+    assert main(["--checkpoint", str(mel_run), "--out", str(existing)]) == EXIT_INPUT
+    assert "--overwrite" in capsys.readouterr().err and existing.read_bytes() == b"old"
+    assert main(["--checkpoint", str(mel_run), "--out", str(tmp_path / "model.pt")]) == EXIT_INPUT
