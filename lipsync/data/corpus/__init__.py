@@ -1,1 +1,1 @@
-"""Synthetic speech corpora from espeak-ng: exact phone timing, composed text, speaker-disjoint splits."""
+"""Synthetic speech corpora with exact phone timing: espeak-ng, MBROLA and Festival, composed text, speaker-disjoint splits."""

@@ -29,6 +29,10 @@ from lipsync.audio import SAMPLE_RATE, resample
 from lipsync.curves import Curves
 from lipsync.curves.csv import write_curves_csv
 from lipsync.data.alignment import write_alignment_tsv
+from lipsync.data.corpus import festival, mbrola
+from lipsync.data.corpus.engines import (
+    DESCRIPTIONS, ENGINES, LICENCES, PHONESETS, EngineError, check_engines, plan_engine, speak_all,
+)  # fmt: skip
 from lipsync.data.corpus.espeak import PAUSE, Voice, synthesise
 from lipsync.data.corpus.sentences import compose_text
 from lipsync.rigs import load_rig
@@ -49,6 +53,7 @@ VARIANTS = (
 HELD_OUT_FRACTION = 0.1  # of clips, and of variants, for each of val and test
 SPLITS = ("train", "val", "test")
 AUDIO_BITS = 13  # precision of the stored samples (see _write_flac)
+MBROLA_NOTICE = "LICENSE-MBROLA.txt"  # written into any corpus holding MBROLA audio
 
 
 @dataclass(frozen=True)
@@ -86,21 +91,29 @@ def plan_corpus(n_clips: int, seed: int) -> list[ClipPlan]:
 
 def make_corpus(
     out_dir: str | Path,
-    n_clips: int,
+    n_clips: int | dict[str, int],
     seed: int,
     fps: float = 30,
     rig: str = "oculus15",
     overwrite: bool = False,
     progress: bool = True,
+    engines: list[str] | None = None,
+    mbrola_voices: tuple[str, ...] = mbrola.VOICES,
+    festival_voices: tuple[str, ...] = festival.VOICES,
 ) -> dict:
-    """Write the corpus folder and return its statistics (also in ``stats.json``)."""
+    """Write the corpus folder and return its statistics (also in ``stats.json``).
+
+    ``engines=None`` makes the espeak-only corpus (the demo's layout, ids
+    ``clipNNNNN``). A list of engines (``engines.ENGINES``) makes a
+    multi-engine corpus: ``n_clips`` is then a count per engine (one int for
+    all, or a dict), ids are ``<engine>NNNNN``, the manifest has an
+    ``engine`` field and ``stats.json`` has statistics per engine.
+    """
+    if engines is not None:
+        return make_multi_engine_corpus(out_dir, n_clips, seed, engines, fps, rig, overwrite, progress,
+                                        mbrola_voices, festival_voices)  # fmt: skip
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"{out}: folder is not empty; choose a new folder, or pass --overwrite (overwrite=True) to replace it"
-            )
-        _remove_generated_files(out)
+    _prepare_folder(out, overwrite)
     target_rig = load_rig(rig)
     records, phone_counts, viseme_counts = [], Counter(), Counter()
     seconds, speech_seconds = Counter(), Counter()
@@ -133,6 +146,91 @@ def make_corpus(
     with atomic_write(out / "manifest.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r) + "\n" for r in records)
     return stats
+
+
+def make_multi_engine_corpus(
+    out_dir: str | Path,
+    n_clips: int | dict[str, int],
+    seed: int,
+    engines: list[str],
+    fps: float = 30,
+    rig: str = "oculus15",
+    overwrite: bool = False,
+    progress: bool = True,
+    mbrola_voices: tuple[str, ...] = mbrola.VOICES,
+    festival_voices: tuple[str, ...] = festival.VOICES,
+) -> dict:
+    """The corpus from several engines; see ``make_corpus``. Checks every engine before writing anything."""
+    counts = n_clips if isinstance(n_clips, dict) else {e: n_clips for e in engines}
+    if set(counts) != set(engines):
+        raise ValueError(f"clip counts are for {sorted(counts)} but the engines are {engines}; give one count per engine")
+    check_engines(engines, tuple(mbrola_voices), tuple(festival_voices))
+    out = Path(out_dir)
+    _prepare_folder(out, overwrite)
+    target_rig = load_rig(rig)
+    plans = [c for e in engines for c in plan_engine(e, counts[e], seed, tuple(mbrola_voices), tuple(festival_voices))]
+    records: dict[str, list] = {e: [] for e in engines}
+    tallies = {e: (Counter(), Counter(), Counter(), Counter()) for e in engines}  # seconds, speech, phones, visemes
+    spoken = speak_all(plans)
+    for clip, audio, phones in tqdm(spoken, total=len(plans), desc="clips", unit="clip", disable=not progress):
+        phoneset = PHONESETS[clip.engine]
+        duration = len(audio) / SAMPLE_RATE
+        curves = phones_to_curves(phones, target_rig, fps, n_frames=round(duration * fps), phoneset=phoneset)
+        rel = {"audio": f"audio/{clip.id}.flac", "alignment": f"alignments/{clip.id}.tsv", "curves": f"curves/{clip.id}.csv"}
+        _write_flac(out / rel["audio"], audio)
+        write_alignment_tsv(phones, out / rel["alignment"])
+        write_curves_csv(Curves(curves, target_rig.channels, fps), out / rel["curves"], decimals=3)
+        records[clip.engine].append({"id": clip.id, **rel, "engine": clip.engine, "speaker": clip.speaker,
+                                     "split": clip.split, "text": clip.text, **_voice_fields(clip.voice)})  # fmt: skip
+        seconds, speech, phone_counts, viseme_counts = tallies[clip.engine]
+        seconds[clip.split] += duration
+        speech[clip.split] += duration - clip.lead_silence - clip.tail_silence
+        for phone in phones:
+            phone_counts[phone.label] += 1
+            viseme_counts.update(v for v in visemes_for(phone.label, phoneset) if v != NEXT[0])
+    per_engine = {}
+    for e in engines:
+        per_engine[e] = _stats(records[e], *tallies[e], seed, fps)
+        per_engine[e]["engine"] = DESCRIPTIONS[e]
+        per_engine[e]["phoneset"] = PHONESETS[e]
+        per_engine[e]["licence"] = LICENCES[e]
+    all_records = [r for e in engines for r in records[e]]
+    stats = {
+        "engines": per_engine,
+        "seed": seed,
+        "fps": fps,
+        "sample_rate": SAMPLE_RATE,
+        "clips": len(all_records),
+        "minutes": round(sum(s["minutes"] for s in per_engine.values()), 2),
+        "speech_minutes": round(sum(s["speech_minutes"] for s in per_engine.values()), 2),
+    }
+    if "mbrola" in engines:
+        with atomic_write(out / MBROLA_NOTICE, "w", encoding="utf-8") as f:
+            f.write(f"This corpus contains audio made with MBROLA voices ({', '.join(mbrola_voices)}): clips whose id "
+                    f"starts with 'mbrola'.\n{mbrola.LICENCE_NOTE}\n")  # fmt: skip
+    with atomic_write(out / "stats.json", "w", encoding="utf-8") as f:
+        json.dump(stats, f, indent=1)
+        f.write("\n")
+    with atomic_write(out / "manifest.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in all_records)
+    return stats
+
+
+def _voice_fields(voice) -> dict:
+    if isinstance(voice, Voice):
+        return {"rate": voice.rate, "pitch": voice.pitch, "range": voice.pitch_range}
+    if isinstance(voice, mbrola.MbrolaVoice):
+        return {"rate": voice.rate, "pitch": voice.pitch, "frequency_ratio": voice.frequency_ratio}
+    return {"stretch": voice.stretch, "f0_mean": voice.f0_mean, "f0_std": voice.f0_std}
+
+
+def _prepare_folder(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"{out}: folder is not empty; choose a new folder, or pass --overwrite (overwrite=True) to replace it"
+            )
+        _remove_generated_files(out)
 
 
 def _speak(plan: ClipPlan) -> tuple[np.ndarray, list[Phone]]:
@@ -204,32 +302,71 @@ def _stats(records, seconds, speech_seconds, phone_counts, viseme_counts, seed, 
 
 def _remove_generated_files(out: Path) -> None:
     """Clear what an earlier run of this generator wrote (and nothing else)."""
-    for folder, pattern in (("audio", "clip*.flac"), ("alignments", "clip*.tsv"), ("curves", "clip*.csv")):
-        for path in (out / folder).glob(pattern):
-            path.unlink()
-    for name in ("manifest.jsonl", "stats.json"):
+    for prefix in ("clip", *ENGINES):
+        for folder, pattern in (("audio", "*.flac"), ("alignments", "*.tsv"), ("curves", "*.csv")):
+            for path in (out / folder).glob(prefix + pattern):
+                if path.stem[len(prefix):].isdigit():
+                    path.unlink()
+    for name in ("manifest.jsonl", "stats.json", MBROLA_NOTICE):
         (out / name).unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Synthesise a lip-sync corpus with espeak-ng (audio, alignments, curves)."
+        description="Synthesise a lip-sync corpus (audio, alignments, curves) with espeak-ng, MBROLA and Festival."
     )
     parser.add_argument("--out", required=True, help="corpus folder to create (must be empty unless --overwrite)")
-    parser.add_argument("--clips", type=int, default=320, help="number of clips")
+    parser.add_argument("--clips", default="320",
+                        help="number of clips; with --engines one count for each engine, or a comma list in engine order")
     parser.add_argument("--seed", type=int, default=0, help="seed for texts, voices and splits")
     parser.add_argument("--fps", type=float, default=30, help="frame rate of the curves")
     parser.add_argument("--overwrite", action="store_true", help="replace a corpus already in --out")
-    args = parser.parse_args(argv)
+    parser.add_argument("--engines", default=None,
+                        help=f"comma list of {','.join(ENGINES)}: a multi-engine corpus (engine field in the manifest); "
+                             "without it, the espeak-only corpus of the demo")
+    parser.add_argument("--mbrola-voices", default=",".join(mbrola.VOICES), help="MBROLA voices to use")
+    parser.add_argument("--festival-voices", default=",".join(festival.VOICES),
+                        help="Festival voices to use (kal_diphone and cmu_us_slt_arctic_hts are refused: reserved for evaluation)")
+    args = parser.parse_args(argv)  # fmt: skip
     started = time.monotonic()
     try:
-        stats = make_corpus(args.out, args.clips, args.seed, fps=args.fps, overwrite=args.overwrite)
-    except (FileExistsError, OSError, RuntimeError) as e:
+        engines = None if args.engines is None else [e.strip() for e in args.engines.split(",") if e.strip()]
+        counts = _parse_counts(args.clips, engines)
+        stats = make_corpus(args.out, counts, args.seed, fps=args.fps, overwrite=args.overwrite, engines=engines,
+                            mbrola_voices=_names(args.mbrola_voices), festival_voices=_names(args.festival_voices))  # fmt: skip
+    except (FileExistsError, OSError, RuntimeError, ValueError) as e:  # EngineError, ReservedVoiceError among them
         print(f"error: {e}", file=sys.stderr)
         return 1
-    splits = ", ".join(f"{s} {v['clips']} clips / {len(v['speakers'])} speakers" for s, v in stats["splits"].items())
-    print(
-        f"wrote {stats['clips']} clips, {stats['minutes']} min ({stats['speech_minutes']} min of speech; {splits}) "
-        f"to {args.out} in {time.monotonic() - started:.0f} s"
-    )
+    elapsed = time.monotonic() - started
+    if engines is None:
+        splits = ", ".join(f"{s} {v['clips']} clips / {len(v['speakers'])} speakers" for s, v in stats["splits"].items())
+        print(
+            f"wrote {stats['clips']} clips, {stats['minutes']} min ({stats['speech_minutes']} min of speech; {splits}) "
+            f"to {args.out} in {elapsed:.0f} s"
+        )
+        return 0
+    per_engine = "; ".join(f"{e} {s['clips']} clips, {s['minutes']} min" for e, s in stats["engines"].items())
+    print(f"wrote {stats['clips']} clips, {stats['minutes']} min ({per_engine}) to {args.out} in {elapsed:.0f} s")
+    if "mbrola" in engines:
+        print(f"note: {mbrola.LICENCE_NOTE} (see {Path(args.out) / MBROLA_NOTICE})")
     return 0
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def _parse_counts(text: str, engines: list[str] | None) -> int | dict[str, int]:
+    try:
+        numbers = [int(n) for n in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--clips {text!r}: give a whole number, or a comma list of them (one per engine)") from None
+    if engines is None:
+        if len(numbers) != 1:
+            raise ValueError(f"--clips {text!r}: a list of counts needs --engines")
+        return numbers[0]
+    if len(numbers) == 1:
+        return {e: numbers[0] for e in engines}
+    if len(numbers) != len(engines):
+        raise ValueError(f"--clips {text!r} has {len(numbers)} counts for {len(engines)} engines; give one per engine")
+    return dict(zip(engines, numbers))

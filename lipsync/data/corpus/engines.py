@@ -1,0 +1,167 @@
+"""Several synthesis engines in one corpus: what each clip is, and how each engine speaks it.
+
+Every engine has its own timing source and stop-closure handling, measured
+on generated clips (``closures.closure_span``; onset of the acoustic /p/
+closure minus the labelled start, median over /p/ after speech):
+
+- ``espeak``: libespeak-ng phoneme events. The event is at the burst, 42 ms
+  after the closure's onset; ``espeak.move_stops_over_closures`` moves the
+  stop back over the (digitally silent) closure, leaving +7 ms.
+- ``mbrola``: cumulative ``.pho`` durations. The stop's segment starts before
+  the closure (+22 ms) and mostly holds the burst; about 1 in 10 bursts came
+  after the segment's end, so ``closures.extend_stops_to_release`` extends
+  those stops (at most 30 ms).
+- ``festival``: ``utt.save.segs`` segment times. The segment starts at the
+  closure (+14 ms) and holds the burst; unchanged.
+
+Splits are speaker-disjoint within each engine, as in the espeak-only
+corpus: a speaker is ``voice+variant`` and val/test hear only variants that
+train never does (espeak variants; pitch profiles for MBROLA and Festival).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from lipsync.audio import SAMPLE_RATE, resample
+from lipsync.data.corpus import festival, mbrola
+from lipsync.data.corpus.espeak import PAUSE, Synthesis, Voice, espeak_available
+from lipsync.data.corpus.espeak import synthesise as espeak_synthesise
+from lipsync.data.corpus.sentences import compose_text
+from lipsync.rigs.coarticulation import Phone
+
+ENGINES = ("espeak", "mbrola", "festival")
+# Phone set of each engine's alignments (lipsync.rigs.phonemes tables).
+PHONESETS = {"espeak": "espeak", "mbrola": "espeak", "festival": "arpabet"}
+DESCRIPTIONS = {
+    "espeak": "espeak-ng (libespeak-ng phoneme events, stops moved over their closures)",
+    "mbrola": "MBROLA diphone voices driven by espeak-ng --pho (timing: cumulative .pho durations)",
+    "festival": "Festival diphone voices (timing: utt.save.segs segment ends)",
+}
+LICENCES = {
+    "espeak": "espeak-ng output audio is not covered by espeak-ng's licence",
+    "mbrola": mbrola.LICENCE_NOTE,
+    "festival": "Festival and its ked_diphone voice are free software (BSD-style); the audio may be shipped",
+}
+# Pitch profiles: MBROLA frequency ratio (mbrola -f), Festival (target F0 mean, spread) in Hz.
+MBROLA_PROFILES = {"f0.80": 0.80, "f0.87": 0.87, "f0.93": 0.93, "f1.00": 1.0, "f1.07": 1.07, "f1.15": 1.15, "f1.25": 1.25}
+FESTIVAL_PROFILES = {
+    "low": (82.0, 10.0), "deep": (92.0, 18.0), "flat": (105.0, 6.0), "plain": (105.0, 15.0),
+    "lively": (115.0, 28.0), "high": (130.0, 18.0), "higher": (150.0, 22.0),
+}  # fmt: skip
+HELD_OUT_VARIANTS = 1  # per engine, for each of val and test (MBROLA, Festival)
+HELD_OUT_FRACTION = 0.1  # of each engine's clips, for each of val and test
+
+
+class EngineError(RuntimeError):
+    """An engine asked for is unknown or not installed; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class EngineClip:
+    id: str
+    engine: str
+    split: str
+    text: str
+    voice: Voice | mbrola.MbrolaVoice | festival.FestivalVoice
+    speaker: str  # voice+variant
+    lead_silence: float
+    tail_silence: float
+
+
+def check_engines(engines: list[str], mbrola_voices: tuple[str, ...], festival_voices: tuple[str, ...]) -> None:
+    """Fail before any synthesis if an engine or voice is unknown, reserved or not installed."""
+    for name in festival_voices:
+        festival.refuse_reserved(name)
+    for engine in engines:
+        if engine not in ENGINES:
+            raise EngineError(f"unknown engine {engine!r}; use some of {', '.join(ENGINES)}")
+    if "espeak" in engines and not espeak_available():
+        raise EngineError("espeak-ng is not installed; apt-get install espeak-ng libespeak-ng1")
+    if "mbrola" in engines:
+        missing = [v for v in mbrola_voices if not mbrola.mbrola_available(v)]
+        if missing or not mbrola_voices:
+            raise EngineError(f"MBROLA voice(s) {', '.join(missing) or '(none given)'} not installed; {mbrola.INSTALL_HINT}")
+    if "festival" in engines:
+        missing = [v for v in festival_voices if not festival.festival_available(v)]
+        if missing or not festival_voices:
+            raise EngineError(f"Festival voice(s) {', '.join(missing) or '(none given)'} not installed; {festival.INSTALL_HINT}")
+
+
+def plan_engine(
+    engine: str, n_clips: int, seed: int, mbrola_voices: tuple[str, ...], festival_voices: tuple[str, ...]
+) -> list[EngineClip]:
+    """Every clip's text, voice and split for one engine, drawn from ``seed`` and the engine's name."""
+    if engine == "espeak":
+        from lipsync.data.corpus.build import plan_corpus  # the espeak-only corpus's own plan
+
+        return [
+            EngineClip(f"espeak{i:05d}", "espeak", p.split, p.text, p.voice, p.voice.name, p.lead_silence, p.tail_silence)
+            for i, p in enumerate(plan_corpus(n_clips, seed))
+        ]
+    rng = random.Random(f"{seed}-{engine}")
+    profiles = list(MBROLA_PROFILES if engine == "mbrola" else FESTIVAL_PROFILES)
+    rng.shuffle(profiles)
+    k = HELD_OUT_VARIANTS
+    pools = {"val": profiles[:k], "test": profiles[k : 2 * k], "train": profiles[2 * k :]}
+    n_eval = max(1, round(HELD_OUT_FRACTION * n_clips)) if n_clips >= 3 else 0
+    splits = ["val"] * n_eval + ["test"] * n_eval + ["train"] * (n_clips - 2 * n_eval)
+    rng.shuffle(splits)
+    clips = []
+    for i, split in enumerate(splits):
+        profile = rng.choice(pools[split])
+        if engine == "mbrola":
+            name = rng.choice(mbrola_voices)
+            voice = mbrola.MbrolaVoice(name, rng.randint(130, 260), rng.randint(25, 75), MBROLA_PROFILES[profile])
+            speaker = f"mb-{name}+{profile}"
+        else:
+            name = rng.choice(festival_voices)
+            f0_mean, f0_std = FESTIVAL_PROFILES[profile]
+            voice = festival.FestivalVoice(name, round(rng.uniform(0.75, 1.35), 3), f0_mean, f0_std)
+            speaker = f"{name}+{profile}"
+        text = compose_text(rng, n_sentences=1)
+        clips.append(
+            EngineClip(f"{engine}{i:05d}", engine, split, text, voice, speaker, rng.uniform(0.05, 0.2), rng.uniform(0.05, 0.2))
+        )
+    return clips
+
+
+def speak_all(clips: list[EngineClip], batch: int = 40) -> Iterator[tuple[EngineClip, np.ndarray, list[Phone]]]:
+    """Yield (clip, 16 kHz audio with silence around it, phones tiling it) in order; Festival in batches."""
+    i = 0
+    while i < len(clips):
+        clip = clips[i]
+        if clip.engine == "festival":
+            group = clips[i : i + batch]
+            group = group[: next((k for k, c in enumerate(group) if c.engine != "festival"), len(group))]
+            for c, synth in zip(group, festival.synthesise_batch([(c.text, c.voice) for c in group])):
+                yield (c, *_pad(c, synth))
+            i += len(group)
+            continue
+        synth = espeak_synthesise(clip.text, clip.voice) if clip.engine == "espeak" else mbrola.synthesise(clip.text, clip.voice)
+        yield (clip, *_pad(clip, synth))
+        i += 1
+
+
+def _pad(clip: EngineClip, synth: Synthesis) -> tuple[np.ndarray, list[Phone]]:
+    """Resample to 16 kHz, add the planned silence, and cover it with pause phones."""
+    pause = festival.PAUSE if PHONESETS[clip.engine] == "arpabet" else PAUSE
+    speech = resample(synth.audio.astype(np.float32), synth.sample_rate, SAMPLE_RATE)
+    lead, tail = round(clip.lead_silence * SAMPLE_RATE), round(clip.tail_silence * SAMPLE_RATE)
+    audio = np.concatenate([np.zeros(lead, np.float32), speech, np.zeros(tail, np.float32)])
+    offset, end = lead / SAMPLE_RATE, len(audio) / SAMPLE_RATE
+    phones = [Phone(0.0, offset, pause)]
+    phones += [Phone(p.start + offset, min(p.end + offset, end), pause if p.label == PAUSE else p.label) for p in synth.phones]
+    phones.append(Phone(phones[-1].end, end, pause))
+    merged: list[Phone] = []
+    for p in phones:
+        if p.end - p.start <= 0:
+            continue
+        if merged and p.label == pause and merged[-1].label == pause:
+            merged[-1] = Phone(merged[-1].start, p.end, pause)
+        else:
+            merged.append(p)
+    return audio, merged

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install the extra speech engines for building a multi-engine training corpus:
+# MBROLA (Debian contrib) with the voices us1 us2 us3 en1 (non-free), and
+# Festival with the ked_diphone voice (main).
+#
+# The system's apt sources are left untouched: a private copy of them with
+# contrib and non-free enabled is used for this install only.
+#
+# Only the corpus-building step needs this; training, tests and CI do not.
+# MBROLA voices forbid commercial use: audio made with them is for locally
+# built corpora only, never shipped or committed.
+#
+# Usage (as root): scripts/install_engines.sh [STATE_DIR]   (default /var/tmp/lipsync-apt)
+set -euo pipefail
+
+state="${1:-/var/tmp/lipsync-apt}"
+sources_dir="$state/sources.list.d"
+lists_dir="$state/lists"
+system_sources=/etc/apt/sources.list.d/debian.sources
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "error: run as root (apt-get install needs it), e.g. sudo $0" >&2
+    exit 1
+fi
+if [ ! -f "$system_sources" ]; then
+    echo "error: $system_sources not found; this script expects Debian's deb822 sources (bookworm or later)" >&2
+    exit 1
+fi
+
+mkdir -p "$sources_dir" "$lists_dir/partial"
+sed -E 's/^Components:.*/Components: main contrib non-free/' "$system_sources" > "$sources_dir/debian.sources"
+
+apt_private=(
+    -o Dir::Etc::SourceList=/dev/null
+    -o "Dir::Etc::SourceParts=$sources_dir"
+    -o "Dir::State::Lists=$lists_dir"
+)
+apt-get "${apt_private[@]}" update
+DEBIAN_FRONTEND=noninteractive apt-get "${apt_private[@]}" install -y --no-install-recommends \
+    espeak-ng libespeak-ng1 mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 festival festvox-kdlpc16k
+
+echo "installed; MBROLA voices: $(ls /usr/share/mbrola | tr '\n' ' ')"
+echo "note: MBROLA voices are licensed for non-commercial use only; never ship audio made with them"

@@ -1,0 +1,162 @@
+"""Augmentation keeps audio and curves aligned, hits its SNR, stays finite and in range, and is seeded."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from lipsync.audio import SAMPLE_RATE, num_frames
+from lipsync.data.augment import (
+    DEFAULTS,
+    EFFECTS,
+    AugmentConfigError,
+    Augmenter,
+    add_noise,
+    change_speed,
+    synthetic_rir,
+)
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "augment"
+FPS = 30.0
+HOP = 160  # 10 ms envelope frames
+
+
+def _speechlike(seconds: float = 1.6, seed: int = 0) -> np.ndarray:
+    """Syllables: harmonic bursts with sharp onsets and silent gaps, so any time shift shows."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    wave = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140, 280, 700, 1200, 2500), 1))
+    gate = np.zeros_like(t)
+    start = 0.1
+    while start < seconds - 0.15:
+        length = rng.uniform(0.06, 0.18)
+        gate[(t >= start) & (t < start + length)] = 1.0
+        start += length + rng.uniform(0.05, 0.15)
+    return (0.25 * wave * gate + 0.01 * rng.standard_normal(len(t)) * gate).astype(np.float32)
+
+
+def _curves_for(audio: np.ndarray, channels: int = 15) -> np.ndarray:
+    """Curve channel 0 follows the audio's envelope (so a time-scaling error shows in the curves too)."""
+    n = num_frames(len(audio), FPS)
+    env = np.array([np.abs(audio[round(i * SAMPLE_RATE / FPS) : round((i + 1) * SAMPLE_RATE / FPS)]).max(initial=0)
+                    for i in range(n)])  # fmt: skip
+    curves = np.zeros((n, channels), np.float32)
+    curves[:, 0] = env / env.max()
+    return curves
+
+
+def _envelope(audio: np.ndarray) -> np.ndarray:
+    frames = len(audio) // HOP
+    e = np.log(np.sqrt(np.mean(audio[: frames * HOP].reshape(frames, HOP).astype(np.float64) ** 2, axis=1)) + 1e-4)
+    return e - e.mean()
+
+
+def _lag(a: np.ndarray, b: np.ndarray, max_lag: int = 15) -> int:
+    """Envelope frames by which ``b`` is late against ``a`` (best cross-correlation)."""
+    ea, eb = _envelope(a), _envelope(b)
+    n = min(len(ea), len(eb))
+    scores = {lag: float(np.dot(ea[max(0, -lag) : n - max(0, lag)], eb[max(0, lag) : n - max(0, -lag)]))
+              for lag in range(-max_lag, max_lag + 1)}  # fmt: skip
+    return max(scores, key=scores.get)
+
+
+def _only(effect: str, **options) -> dict:
+    return {"enabled": True, "effects": {effect: {"p": 1.0, **options}}}
+
+
+@pytest.mark.parametrize("effect", [e for e in EFFECTS if e not in ("speed", "gain")])
+def test_every_timing_preserving_effect_keeps_length_and_lag_zero(effect):
+    audio = _speechlike()
+    curves = _curves_for(audio)
+    for seed in range(3):
+        augmenter = Augmenter(_only(effect), seed=seed, fps=FPS)
+        augmenter.babble_pool.append(_speechlike(seed=9))  # babble has talkers to draw on
+        out, out_curves = augmenter(audio, curves)
+        assert len(out) == len(audio) and out_curves is curves
+        assert np.isfinite(out).all() and np.abs(out).max() <= 1.0
+        assert _lag(audio, out) == 0, f"{effect} shifted the audio"
+        assert not np.allclose(out, audio, atol=1e-4), f"{effect} did nothing"
+
+
+def test_speed_scales_audio_and_curves_together():
+    audio = _speechlike()
+    curves = _curves_for(audio)
+    for factor in (0.9, 1.1):
+        out, out_curves = change_speed(audio, curves, factor, FPS)
+        assert len(out) == pytest.approx(len(audio) / factor, rel=0.015)
+        assert len(out_curves) == num_frames(len(out), FPS)
+        # The output, stretched back by the factor, lines up with the input; so do the curves.
+        back, _ = change_speed(out, out_curves, 1 / factor, FPS)
+        assert _lag(audio, back[: len(audio)]) == 0
+        expected = _curves_for(out)[:, 0]
+        assert np.corrcoef(out_curves[:, 0], expected)[0, 1] > 0.9
+        unscaled = np.interp(np.arange(len(out_curves)), np.arange(len(curves)), curves[:, 0])
+        assert np.corrcoef(out_curves[:, 0], expected)[0, 1] > np.corrcoef(unscaled, expected)[0, 1] + 0.05
+
+
+@pytest.mark.parametrize("kind", ["white", "pink", "babble"])
+@pytest.mark.parametrize("snr", [5.0, 17.0, 30.0])
+def test_noise_is_added_at_the_target_snr(kind, snr):
+    audio = _speechlike()
+    rng = np.random.default_rng(int(snr))
+    noisy = add_noise(audio, snr, rng, kind, babble=[_speechlike(seed=3), _speechlike(seed=4)])
+    measured = 10 * np.log10(np.mean(audio.astype(np.float64) ** 2) / np.mean((noisy - audio).astype(np.float64) ** 2))
+    assert measured == pytest.approx(snr, abs=1.0)
+
+
+def test_silent_windows_get_a_quiet_noise_floor_not_nan():
+    silent = np.zeros(SAMPLE_RATE, np.float32)
+    out = add_noise(silent, 10.0, np.random.default_rng(0), "white")
+    assert np.isfinite(out).all() and 1e-4 < np.sqrt(np.mean(out**2)) < 3e-3  # about -60 dBFS room tone
+
+
+def test_reverb_impulse_decays_at_its_rt60_and_starts_with_the_direct_sound():
+    rir = synthetic_rir(0.5, drr_db=6.0, rng=np.random.default_rng(0))
+    assert rir[0] == 1.0 and len(rir) == round(0.5 * SAMPLE_RATE)
+    assert 10 * np.log10(1.0 / np.sum(rir[1:] ** 2)) == pytest.approx(6.0, abs=0.01)
+    early, late = rir[1:801], rir[-800:]
+    drop_db = 10 * np.log10(np.mean(early**2) / np.mean(late**2))
+    assert drop_db == pytest.approx(60 * (len(rir) - 800) / len(rir), abs=5)
+
+
+def test_realistic_config_runs_seeded_keeps_frames_and_range():
+    config = yaml.safe_load((CONFIGS / "realistic.yaml").read_text())
+    audio = _speechlike(seconds=1.0)
+    curves = _curves_for(audio)
+    outs = []
+    for _ in range(2):
+        augmenter = Augmenter(config, seed=5, fps=FPS)
+        outs.append([augmenter(audio * 3.0, curves) for _ in range(6)])  # loud input: the limiter must hold
+    for (a1, c1), (a2, c2) in zip(*outs):
+        np.testing.assert_array_equal(a1, a2)  # same seed, same windows
+        assert len(c1) == num_frames(len(a1), FPS)
+        assert np.isfinite(a1).all() and np.abs(a1).max() <= 1.0
+        assert np.isfinite(c1).all() and c1.min() >= 0 and c1.max() <= 1
+    rng_a, rng_b = np.random.default_rng(1), np.random.default_rng(1)
+    a, _ = Augmenter(config, seed=0, fps=FPS)(audio, curves, rng_a)
+    b, _ = Augmenter(config, seed=99, fps=FPS)(audio, curves, rng_b)
+    np.testing.assert_array_equal(a, b)  # a call's rng decides, not the augmenter's own seed
+
+
+def test_none_config_returns_the_window_unchanged():
+    config = yaml.safe_load((CONFIGS / "none.yaml").read_text())
+    audio = _speechlike(seconds=0.5)
+    curves = _curves_for(audio)
+    out, out_curves = Augmenter(config, seed=0, fps=FPS)(audio, curves)
+    np.testing.assert_array_equal(out, audio)
+    assert out_curves is curves
+
+
+def test_bad_configs_and_mismatched_curves_fail_loudly():
+    with pytest.raises(AugmentConfigError, match="unknown augmentation effect"):
+        Augmenter({"effects": {"echo": {"p": 1}}})
+    with pytest.raises(AugmentConfigError, match="has no option"):
+        Augmenter({"effects": {"noise": {"p": 1, "snr": 3}}})
+    with pytest.raises(AugmentConfigError, match="p must be in"):
+        Augmenter({"effects": {"gain": {"p": 2}}})
+    audio = _speechlike(seconds=0.5)
+    with pytest.raises(ValueError, match="frames"):
+        Augmenter(_only("gain"), fps=FPS)(audio, np.zeros((3, 15), np.float32))
+    assert set(DEFAULTS) == set(EFFECTS)

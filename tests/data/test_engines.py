@@ -1,0 +1,225 @@
+"""Each synthesis engine's timing source on a generated clip, stop closures, reserved voices, multi-engine corpora."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lipsync.data.corpus import engines, festival, mbrola
+from lipsync.data.corpus.build import MBROLA_NOTICE, _parse_counts, main, make_corpus
+from lipsync.data.corpus.closures import closure_span
+from lipsync.data.corpus.espeak import Voice, _engine, espeak_available, phones_from_events
+from lipsync.data.corpus.espeak import synthesise as espeak_synthesise
+from lipsync.data.validate import validate_corpus
+from lipsync.rigs import load_rig
+from lipsync.rigs.coarticulation import phones_to_curves
+
+needs_espeak = pytest.mark.skipif(
+    not espeak_available(), reason="libespeak-ng is not installed (apt-get install espeak-ng libespeak-ng1)"
+)
+needs_mbrola = pytest.mark.skipif(
+    not all(mbrola.mbrola_available(v) for v in mbrola.VOICES),
+    reason="MBROLA and its voices are not installed (contrib/non-free; CI does not install them): "
+    "run scripts/install_engines.sh",
+)
+needs_festival = pytest.mark.skipif(
+    not festival.festival_available("ked_diphone"),
+    reason="Festival with ked_diphone is not installed (apt-get install festival festvox-kdlpc16k)",
+)
+TEXT = "A happy puppy kept the paper up."  # /p/ between sounding phones, plain and aspirated
+TOLERANCE = 0.010  # s: boundaries against the engine's own report
+
+
+def _check_p_closures(audio: np.ndarray, sample_rate: int, phones, p_labels: set[str], phoneset: str) -> int:
+    """Every /p/ after a sounding phone: its acoustic closure lies inside the phone, and PP is closed there."""
+    rig = load_rig("oculus15")
+    fps = 200
+    curves = phones_to_curves(phones, rig, fps, phoneset=phoneset)
+    pp = rig.index("PP")
+    checked = 0
+    for k, phone in enumerate(phones):
+        if phone.label not in p_labels or not 0 < k < len(phones) - 1:
+            continue
+        if {phones[k - 1].label, phones[k + 1].label.lower()} & {"_", "sil", "t", "d", "k", "g"}:
+            continue  # no closing movement after a pause; no audible release before a pause or another stop
+        span = closure_span(audio, sample_rate, phone)
+        assert span is not None, f"no closure found for /p/ at {phone.start:.3f} s"
+        onset, release = span
+        assert phone.start - 0.015 <= onset, f"closure at {onset:.3f} s starts before /p/ ({phone.start:.3f} s)"
+        assert release <= phone.end + 0.015, f"burst at {release:.3f} s after /p/ ends ({phone.end:.3f} s)"
+        assert curves[round((onset + release) / 2 * fps), pp] > 0.9  # lips closed in mid-closure
+        checked += 1
+    return checked
+
+
+def _boundaries(phones) -> np.ndarray:
+    return np.array([p.start for p in phones] + [phones[-1].end])
+
+
+# --- espeak-ng ---------------------------------------------------------------------
+
+
+@needs_espeak
+def test_espeak_phones_follow_its_events_and_cover_the_p_closures():
+    synth = espeak_synthesise(TEXT, Voice("en-us+m3", rate=170))
+    raw, events = _engine().synthesise(TEXT, Voice("en-us+m3", rate=170))
+    reported = phones_from_events(events, len(raw), synth.sample_rate)
+    assert len(reported) == len(synth.phones)
+    moved = 0
+    for ours, theirs in zip(synth.phones, reported):
+        assert ours.label == theirs.label and ours.end == pytest.approx(theirs.end, abs=0.071)
+        if abs(ours.start - theirs.start) > TOLERANCE:
+            # Only stops move (back over their closure, at most 70 ms); everything else is as reported.
+            assert ours.label.rstrip("0123456789#[") in {"p", "b", "t", "d", "k", "g", "tS", "dZ"}
+            assert 0 < theirs.start - ours.start <= 0.0701
+            moved += 1
+    assert moved >= 5
+    assert synth.phones[-1].end == pytest.approx(len(synth.audio) / synth.sample_rate, abs=TOLERANCE)
+    assert _check_p_closures(synth.audio, synth.sample_rate, synth.phones, {"p"}, "espeak") >= 3
+
+
+# --- MBROLA ------------------------------------------------------------------------
+
+
+def test_pho_files_parse_into_cumulative_durations_and_symbols_translate():
+    pho = "; comment\nb\t65\nA\t64\t 0 232 80 215\n\np_h\t94\n_\t301\n_\t1\n"
+    phones = mbrola.parse_pho(pho)
+    assert [p.label for p in phones] == ["b", "A", "p_h", "_", "_"]
+    assert phones[2].start == pytest.approx(0.129) and phones[-1].end == pytest.approx(0.525)
+    tiled = mbrola.tile_phones(phones, 0.530)
+    assert [p.label for p in tiled] == ["b", "A:", "p", "_"]
+    assert tiled[-1].end == 0.530  # the last phone reaches the audio's end
+    with pytest.raises(mbrola.MbrolaError, match="mbrola_sampa.yaml"):
+        mbrola.to_espeak_mnemonic("Qx")
+
+
+@needs_mbrola
+@pytest.mark.parametrize("voice", mbrola.VOICES)
+def test_mbrola_timing_is_the_pho_durations_and_p_closures_fall_inside_p(voice):
+    raw, audio, sample_rate = mbrola.synthesise_raw(TEXT, mbrola.MbrolaVoice(voice, rate=170))
+    duration = len(audio) / sample_rate
+    assert raw[-1].end == pytest.approx(duration, abs=TOLERANCE)  # the .pho total is the audio's length
+    synth = mbrola.synthesise(TEXT, mbrola.MbrolaVoice(voice, rate=170))
+    reported = [p for p in raw if p.label != "_"]
+    sounding = [p for p in synth.phones if p.label != "_"]
+    assert len(sounding) == len(reported)
+    for ours, theirs in zip(sounding, reported):
+        assert ours.start == pytest.approx(theirs.start, abs=TOLERANCE) or raw_is_after_stop(theirs, reported)
+        if abs(ours.end - theirs.end) > TOLERANCE:  # only a stop extended to its late burst, by at most 30 ms
+            assert ours.label in {"p", "b", "t", "d", "k", "g", "tS", "dZ"} and 0 < ours.end - theirs.end <= 0.0301
+    assert _check_p_closures(synth.audio, sample_rate, synth.phones, {"p"}, "espeak") >= 3
+
+
+def raw_is_after_stop(phone, reported) -> bool:
+    k = reported.index(phone)
+    return k > 0 and mbrola.to_espeak_mnemonic(reported[k - 1].label) in {"p", "b", "t", "d", "k", "g", "tS", "dZ"}
+
+
+@needs_mbrola
+def test_every_symbol_the_english_mbrola_voices_use_is_mapped():
+    from lipsync.data.corpus.sentences import WORDS
+
+    text = " ".join(w for words in WORDS.values() for w in words)
+    for voice in mbrola.VOICES:
+        raw, _, _ = mbrola.synthesise_raw(text, mbrola.MbrolaVoice(voice))
+        for p in raw:
+            mbrola.to_espeak_mnemonic(p.label)
+
+
+# --- Festival ----------------------------------------------------------------------
+
+
+def test_festival_segments_parse_and_tile_the_audio():
+    segs = festival.parse_segs("EST_File segment\nDataType ascii\n#\n0.2000 100 pau\n0.2842 100 b\n0.3929 100 aa\n0.40 100 pau\n")
+    assert [(p.start, p.end, p.label) for p in segs][:2] == [(0.0, 0.2, "pau"), (0.2, 0.2842, "b")]
+    tiled = festival.tile_segments(segs, 0.403)
+    assert [p.label for p in tiled] == ["sil", "B", "AA", "sil"] and tiled[-1].end == 0.403
+
+
+@needs_festival
+def test_festival_timing_is_its_segments_and_p_closures_fall_inside_p():
+    for stretch in (0.8, 1.3):
+        (raw, audio, sample_rate), = festival.synthesise_raw([(TEXT, festival.FestivalVoice(stretch=stretch))])
+        # The segments end within 30 ms of the audio (measured: up to 26 ms), and only silence is left after them.
+        assert raw[-1].label == "pau" and raw[-1].end == pytest.approx(len(audio) / sample_rate, abs=0.03)
+        assert np.abs(audio[round(raw[-1].end * sample_rate) :]).max(initial=0) < 0.01
+        synth = festival.synthesise(TEXT, festival.FestivalVoice(stretch=stretch))
+        assert len(synth.phones) == len(raw)
+        assert np.abs(_boundaries(synth.phones)[:-1] - _boundaries(raw)[:-1]).max() <= TOLERANCE
+        assert _check_p_closures(synth.audio, sample_rate, synth.phones, {"P"}, "arpabet") >= 3
+
+
+@pytest.mark.parametrize("name", sorted(festival.RESERVED_VOICES))
+def test_reserved_festival_voices_are_refused_everywhere(name, tmp_path, capsys):
+    with pytest.raises(festival.ReservedVoiceError, match="reserved for the project's independent evaluation"):
+        festival.FestivalVoice(name)
+    with pytest.raises(festival.ReservedVoiceError, match=name):
+        festival.synthesise_raw([("Hello.", _unchecked_voice(name))])
+    out = tmp_path / "corpus"
+    with pytest.raises(festival.ReservedVoiceError):
+        make_corpus(out, 2, seed=0, engines=["festival"], festival_voices=(name,), progress=False)
+    assert not out.exists()  # refused before anything is written
+    assert main(["--out", str(out), "--engines", "festival", "--clips", "2", "--festival-voices", name]) == 1
+    assert "reserved" in capsys.readouterr().err and not out.exists()
+
+
+def _unchecked_voice(name: str) -> festival.FestivalVoice:
+    """A voice object that skipped the constructor's check, as a caller might build by hand."""
+    voice = object.__new__(festival.FestivalVoice)
+    object.__setattr__(voice, "name", name)
+    for field, value in (("stretch", 1.0), ("f0_mean", 105.0), ("f0_std", 15.0)):
+        object.__setattr__(voice, field, value)
+    return voice
+
+
+# --- the multi-engine corpus -------------------------------------------------------
+
+
+def test_clip_counts_parse_per_engine():
+    assert _parse_counts("5", None) == 5
+    assert _parse_counts("5", ["espeak", "mbrola"]) == {"espeak": 5, "mbrola": 5}
+    assert _parse_counts("5,3", ["espeak", "mbrola"]) == {"espeak": 5, "mbrola": 3}
+    with pytest.raises(ValueError, match="one per engine"):
+        _parse_counts("5,3,1", ["espeak", "mbrola"])
+
+
+def test_unknown_engines_are_refused_before_writing(tmp_path):
+    with pytest.raises(engines.EngineError, match="unknown engine 'sapi'"):
+        make_corpus(tmp_path / "c", 2, seed=0, engines=["sapi"], progress=False)
+    assert not (tmp_path / "c").exists()
+
+
+@needs_espeak
+def test_multi_engine_corpus_has_engine_fields_stats_and_disjoint_speakers(tmp_path):
+    chosen = ["espeak"] + [e for e, ok in (("mbrola", mbrola.mbrola_available("us1")),
+                                          ("festival", festival.festival_available())) if ok]  # fmt: skip
+    out = tmp_path / "multi"
+    stats = make_corpus(out, 4, seed=2, engines=chosen, mbrola_voices=("us1",), progress=False)
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["engine"] for r in rows] == [e for e in chosen for _ in range(4)]
+    assert all(r["id"].startswith(r["engine"]) for r in rows)
+    assert set(stats["engines"]) == set(chosen) and stats["clips"] == 4 * len(chosen)
+    for engine in chosen:
+        mine = [r for r in rows if r["engine"] == engine]
+        speakers = {s: {r["speaker"] for r in mine if r["split"] == s} for s in ("train", "val", "test")}
+        assert speakers["val"] and speakers["test"]
+        assert not speakers["train"] & (speakers["val"] | speakers["test"])
+        assert stats["engines"][engine]["clips"] == 4
+    assert validate_corpus(out, "oculus15", 30) == []
+    assert (out / MBROLA_NOTICE).is_file() == ("mbrola" in chosen)
+    on_disk = json.loads((out / "stats.json").read_text())
+    assert on_disk["engines"]["espeak"]["phoneset"] == "espeak"
+    # A rerun with --overwrite replaces the engine-named files too.
+    make_corpus(out, 2, seed=2, engines=["espeak"], overwrite=True, progress=False)
+    assert len(list((out / "audio").iterdir())) == 2 and not (out / MBROLA_NOTICE).exists()
+
+
+@needs_mbrola
+def test_mbrola_corpus_carries_its_licence_note(tmp_path, capsys):
+    out = tmp_path / "mb"
+    assert main(["--out", str(out), "--engines", "mbrola", "--clips", "3", "--mbrola-voices", "us2"]) == 0
+    assert "non-commercial" in capsys.readouterr().out
+    assert "non-commercial" in (out / MBROLA_NOTICE).read_text()
+    assert Path(out / "stats.json").is_file()
