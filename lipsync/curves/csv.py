@@ -48,9 +48,11 @@ def read_curves_csv(path: str | Path) -> Curves:
 
 
 def write_curves_csv(curves: Curves, path: str | Path, overwrite: bool = True, decimals: int = 4) -> None:
+    # One format string per row: conversion writes thousands of these, and the csv
+    # module's per-value formatting was a third of its CPU time.
+    row = ",".join(["%s"] + [f"%.{decimals}f"] * len(curves.channels)) + "\n"
+    times = [f"{t:.6f}".rstrip("0").rstrip(".") or "0" for t in curves.times]
+    values = curves.values.tolist()
     with atomic_write(path, "w", overwrite=overwrite, newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(("time", *curves.channels))
-        fmt = f"{{:.{decimals}f}}"
-        for t, row in zip(curves.times, curves.values):
-            writer.writerow((f"{t:.6f}".rstrip("0").rstrip(".") or "0", *(fmt.format(v) for v in row)))
+        f.write(",".join(("time", *curves.channels)) + "\n")
+        f.write("".join(row % (t, *v) for t, v in zip(times, values)))
