@@ -127,6 +127,24 @@ class LipSyncTask(L.LightningModule):
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
+    def on_train_start(self) -> None:
+        # A resumed run restores the scheduler's base learning rate from the checkpoint; the config's
+        # value wins, so changing optim.optimizer.lr and resuming really changes it.
+        configured = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        schedulers = self.lr_schedulers()
+        if configured is None or schedulers is None:
+            return
+        schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+        for schedule in schedulers:
+            if all(base == configured for base in schedule.base_lrs):
+                continue
+            print(f"Learning rate changed from {schedule.base_lrs[0]:g} (checkpoint) to {configured:g} (config): "
+                  "applying the config's value")
+            schedule.base_lrs = [configured] * len(schedule.base_lrs)
+            for group, factor in zip(schedule.optimizer.param_groups, schedule.lr_lambdas):
+                group["initial_lr"] = configured
+                group["lr"] = configured * factor(schedule.last_epoch)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Everything needed to rebuild the plain model without Lightning or the hub.
         checkpoint["lipsync"] = {

@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from lipsync.atomic import atomic_write
+from lipsync.atomic import atomic_write, fsync_dir
 
 DONE = "done.json"
+ARCHIVE = "archive"
+KEEP_IN_PLACE = {ARCHIVE, "train.log"}  # train.log is open (Hydra's log file) and spans every start
 
 
 def record_run(run_dir: Path, cfg: DictConfig) -> None:
@@ -48,3 +52,18 @@ def mark_done(run_dir: Path, summary: dict) -> None:
 def read_done(run_dir: Path) -> dict | None:
     path = run_dir / DONE
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def archive_previous_run(run_dir: Path) -> Path | None:
+    """``run.restart=true``: move everything of the previous run into ``archive/<time>/`` (nothing is deleted)."""
+    if not run_dir.is_dir():
+        return None
+    entries = [p for p in run_dir.iterdir() if p.name not in KEEP_IN_PLACE]
+    if not entries:
+        return None
+    dest = run_dir / ARCHIVE / time.strftime("%Y%m%d-%H%M%S")
+    dest.mkdir(parents=True, exist_ok=False)
+    for p in entries:
+        os.replace(p, dest / p.name)
+    fsync_dir(run_dir)
+    return dest

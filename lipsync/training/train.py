@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
+import warnings
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import lightning as L
@@ -9,6 +13,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lipsync.checkpointing.callback import DurableCheckpoint, DurableCheckpointIO
+from lipsync.checkpointing.heartbeat import HEARTBEAT_ENV, Heartbeat
+from lipsync.checkpointing.resume import config_hash, find_resume_point
+from lipsync.checkpointing.signals import StopRequested, StopSignals
+from lipsync.checkpointing.store import CheckpointStore
+from lipsync.checkpointing.supervisor import is_supervised_child
+from lipsync.data.augment import Augmenter
 from lipsync.data.dataset import ClipDataset, WindowDataset, collate
 from lipsync.data.sampler import EpochSampler
 from lipsync.data.validate import load_clips
@@ -17,21 +28,26 @@ from lipsync.model import build_model
 from lipsync.model.checkpoint import portable_model_config
 from lipsync.rigs import load_rig
 from lipsync.training.module import LipSyncTask
-from lipsync.training.rundir import mark_done, read_done, record_run
+from lipsync.training.rundir import archive_previous_run, mark_done, read_done, record_run
 
 log = logging.getLogger("lipsync.train")
 
-EXIT_OK, EXIT_USER_ERROR = 0, 1
+EXIT_OK, EXIT_USER_ERROR, EXIT_STOP = 0, 1, 75
+# Config that decides the model and the data seen: a resume with other values is refused (run.allow_config_change).
+UNWATCHED_DATA_KEYS = ("num_workers", "eval_batch_size", "skip_bad_clips")
 
 
 def train(cfg: DictConfig) -> int:
     run_dir = Path(cfg.run.dir).resolve()
+    if cfg.run.restart and not is_supervised_child():  # a supervisor did this once, before its first child
+        moved = archive_previous_run(run_dir)
+        if moved:
+            print(f"run.restart=true: moved the previous run's files to {moved}; starting over")
     done = read_done(run_dir)
     if done is not None:
         print(f"Run {run_dir} is finished (step {done.get('global_step')}); nothing to do. "
-              "Use a new run.name to train again.")
+              "Use a new run.name (or run.restart=true, which archives this run) to train again.")
         return EXIT_OK
-    record_run(run_dir, cfg)
     L.seed_everything(cfg.seed, workers=True)
 
     trainer_args = _trainer_args(cfg.trainer)
@@ -41,6 +57,20 @@ def train(cfg: DictConfig) -> int:
     if not report.fit:
         print(f"GPU preflight failed: {report.verdict}. Nothing was trained (exit {report.exit_code}).")
         return report.exit_code
+
+    # After preflight, before anything is built: a run dir with checkpoints resumes (verified), never restarts.
+    store = CheckpointStore(run_dir / "checkpoints", keep_last=cfg.checkpoint.keep_last,
+                            keep_best=cfg.checkpoint.keep_best)
+    watched = watched_config(cfg)
+    resume = find_resume_point(store, watched, allow_config_change=cfg.run.allow_config_change)
+    if resume is not None:
+        for path, why in resume.rejected:
+            print(f"Not resuming from {path}: {why}; moved it to {store.folder / 'rejected'}, trying the previous one")
+        for note in resume.notes:
+            print(note)
+        print(f"Resuming from {resume.path} at step {resume.step}")
+        _keep_metrics_history(run_dir)
+    record_run(run_dir, cfg)  # after the resume check: a refused config never overwrites the run's config.yaml
 
     # The model first: a missing pretrained encoder fails in seconds, before the corpus is read.
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
@@ -52,15 +82,20 @@ def train(cfg: DictConfig) -> int:
     val_clips = [c for c in clips if c.split == "val"]
     if not train_clips:
         raise ValueError(f"{cfg.data.root}: no clips with split 'train' (or no split) to train on")
+    augment = Augmenter(cfg.augment, seed=cfg.seed, fps=cfg.data.fps) if cfg.augment.enabled else None
     train_set = WindowDataset(train_clips, cfg.data.fps, cfg.data.window_seconds, seed=cfg.seed,
-                              windows_per_clip=cfg.data.windows_per_clip)
-    loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.data.batch_size,
-                                         sampler=EpochSampler(train_set, seed=cfg.seed), collate_fn=collate,
-                                         num_workers=cfg.data.num_workers, drop_last=True)
+                              windows_per_clip=cfg.data.windows_per_clip, augment=augment)
+    sampler = EpochSampler(train_set, seed=cfg.seed)
+    # Loaders draw their worker seeds from their own generators, so building an iterator (which Lightning
+    # does at different moments in a fresh and a resumed run) never moves the global RNG that dropout uses.
+    loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.data.batch_size, sampler=sampler,
+                                         collate_fn=collate, num_workers=cfg.data.num_workers, drop_last=True,
+                                         generator=torch.Generator().manual_seed(cfg.seed))
     val_loader = None
     if val_clips:
         val_loader = torch.utils.data.DataLoader(ClipDataset(val_clips), batch_size=cfg.data.eval_batch_size,
-                                                 collate_fn=collate, num_workers=0)
+                                                 collate_fn=collate, num_workers=0,
+                                                 generator=torch.Generator().manual_seed(cfg.seed))
     else:
         log.warning("%s has no 'val' clips: training without validation metrics", cfg.data.root)
 
@@ -78,17 +113,40 @@ def train(cfg: DictConfig) -> int:
 
     if val_loader is None:
         trainer_args["limit_val_batches"] = 0
+    stop_signals = StopSignals()
+    checkpointing = DurableCheckpoint(
+        store, sampler=sampler, samples_per_batch=cfg.data.batch_size, batches_per_epoch=len(loader),
+        every_steps=cfg.checkpoint.every_steps, every_minutes=cfg.checkpoint.every_minutes,
+        monitor=cfg.checkpoint.monitor if val_loader is not None else None, mode=cfg.checkpoint.mode,
+        stop=stop_signals, is_stop_to_save=lambda exc: isinstance(exc, HealthStop) and exc.save_checkpoint,
+    )
+    checkpoint_io = DurableCheckpointIO(store, manifest_fields(watched))
+    if resume is not None:
+        checkpoint_io.preloaded = (resume.path, resume.checkpoint)
+    heartbeat = [Heartbeat(os.environ[HEARTBEAT_ENV])] if os.environ.get(HEARTBEAT_ENV) else []
     trainer = L.Trainer(
         **trainer_args,
         default_root_dir=str(run_dir),
-        callbacks=[instantiate(c) for c in cfg.callbacks.values()] + health.callbacks + [_checkpointing(run_dir, cfg)],
+        enable_checkpointing=False,  # ours, first, so it saves before anything else may stop the step
+        plugins=[checkpoint_io],
+        callbacks=[checkpointing, *[instantiate(c) for c in cfg.callbacks.values()], *health.callbacks, *heartbeat],
         logger=[instantiate(lg, save_dir=str(run_dir)) for lg in cfg.logger.values()],
     )
-    try:
-        trainer.fit(task, train_dataloaders=loader, val_dataloaders=val_loader)
-    except HealthStop as stop:
-        print(f"Stopped by a health check (exit {stop.exit_code}): {stop.reason}")
-        return stop.exit_code
+    # Both warnings are about what DurableCheckpoint already handles: the sampler resumes at the saved
+    # position inside the epoch, and the rows of an earlier metrics.csv were moved aside above.
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+    warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+    with stop_signals:  # SIGTERM/SIGINT/SIGUSR1 from here on: save at the step boundary, exit 75
+        try:
+            trainer.fit(task, train_dataloaders=loader, val_dataloaders=val_loader,
+                        ckpt_path=str(resume.path) if resume is not None else None)
+        except HealthStop as stop:
+            print(f"Stopped by a health check (exit {stop.exit_code}): {stop.reason}")
+            return stop.exit_code
+        except StopRequested as stop:
+            print(f"Stopped by {stop.signal_name} after step {stop.step}; saved {stop.path}. "
+                  f"Run the same command to continue (exit {EXIT_STOP}).")
+            return EXIT_STOP
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     mark_done(run_dir, {"global_step": trainer.global_step, "metrics": metrics})
@@ -107,9 +165,26 @@ def _trainer_args(trainer_cfg: DictConfig) -> dict:
     return args
 
 
-def _checkpointing(run_dir: Path, cfg: DictConfig):
-    from lightning.pytorch.callbacks import ModelCheckpoint
+def watched_config(cfg: DictConfig) -> dict:
+    """The part of the config that decides the model and the data order (recorded in every manifest)."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    return {"model": OmegaConf.to_container(cfg.model, resolve=True), "seed": cfg.seed,
+            "data": {k: v for k, v in data.items() if k not in UNWATCHED_DATA_KEYS},
+            "augment": OmegaConf.to_container(cfg.augment, resolve=True)}
 
-    return ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True,
-                           every_n_train_steps=cfg.checkpoint.every_steps, save_top_k=1,
-                           monitor="val/loss" if cfg.checkpoint.monitor else None)
+
+def manifest_fields(watched: dict) -> dict:
+    versions = {}
+    for package in ("lipsync", "torch", "lightning", "numpy", "transformers"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {"config_hash": config_hash(watched), "config": watched, "versions": versions}
+
+
+def _keep_metrics_history(run_dir: Path) -> None:
+    """Lightning's CSVLogger deletes an existing metrics.csv: keep the rows written before this resume."""
+    metrics = run_dir / "metrics" / "metrics.csv"
+    if metrics.is_file():
+        os.replace(metrics, metrics.with_name(f"metrics-before-resume-{time.strftime('%Y%m%d-%H%M%S')}.csv"))

@@ -39,7 +39,7 @@ def test_seeded_run_reproduces_golden_losses(mini_corpus, tmp_path):
         assert losses[step] == pytest.approx(value, rel=1e-4), (step, losses)
 
 
-GOLDEN = {0: 2.3478355407714844, 1: 2.2495222091674805, 2: 2.245239496231079, 3: 2.2232022285461426}
+GOLDEN = {0: 3.128206253051758, 1: 3.191470146179199, 2: 3.041762113571167, 3: 2.935544013977051}
 
 
 def test_cli_scratch_run_leaves_a_complete_run_dir(mini_corpus, tmp_path):
