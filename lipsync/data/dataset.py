@@ -7,7 +7,7 @@ predictions always have the same length.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -44,6 +44,7 @@ class WindowDataset(Dataset):
         window_seconds: float = 2.0,
         seed: int = 0,
         windows_per_clip: int = 1,
+        augment: Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]] | None = None,
     ):
         if not clips:
             raise ValueError("WindowDataset needs at least one clip")
@@ -63,6 +64,7 @@ class WindowDataset(Dataset):
                 f"a window of {window_seconds} s is not a whole number of frames at {fps} fps; "
                 f"use a multiple of 1/fps such as {max(1, round(window_seconds * fps)) / fps:.4f} s"
             )
+        self.augment = augment  # (audio, curves, rng) -> (audio, curves), e.g. lipsync.data.augment.Augmenter
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -76,16 +78,16 @@ class WindowDataset(Dataset):
             raise IndexError(f"window {index} out of range for {len(self)} windows")
         clip = self.clips[index // self.windows_per_clip]
         last_start = self._last_start_frame(clip)
-        if last_start < 0:
-            return _item(clip.id, clip.audio, clip.curves)
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        f0 = int(rng.integers(0, last_start + 1))
-        a0 = round(f0 * SAMPLE_RATE / self.fps)
-        return _item(
-            clip.id,
-            clip.audio[a0 : a0 + self.window_samples],
-            clip.curves[f0 : f0 + self.window_frames],
-        )
+        if last_start < 0:
+            audio, curves = clip.audio, clip.curves
+        else:
+            f0 = int(rng.integers(0, last_start + 1))
+            a0 = round(f0 * SAMPLE_RATE / self.fps)
+            audio, curves = clip.audio[a0 : a0 + self.window_samples], clip.curves[f0 : f0 + self.window_frames]
+        if self.augment is not None:
+            audio, curves = self.augment(audio, curves, rng)
+        return _item(clip.id, audio, curves)
 
     def _last_start_frame(self, clip: Clip) -> int:
         """The latest frame a full window can start on (audio and curves both in range); -1 if none."""

@@ -14,20 +14,24 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from lipsync.rigs import BUILTIN_RIGS, load_rig
+
 
 @dataclass
 class CurveLoss:
     channels: tuple[str, ...]
     velocity_weight: float = 0.5
-    emphasis: dict[str, float] = field(default_factory=lambda: {"PP": 2.0, "FF": 2.0})
+    emphasis: dict[str, float] = field(default_factory=lambda: {"PP": 2.0, "FF": 2.0})  # channels absent from the rig are skipped
     emphasis_threshold: float = 0.5  # target value above which a frame counts as a closure/contact
     bce_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.emphasis) - set(self.channels))
+        # The config names the closure/contact channels of every built-in rig; each rig uses its own.
+        known = set(self.channels) | {c for name in BUILTIN_RIGS for c in load_rig(name).channels}
+        unknown = sorted(set(self.emphasis) - known)
         if unknown:
-            raise ValueError(f"loss.emphasis names channels {unknown} that the rig does not have ({', '.join(self.channels)})")
-        self._emphasis = [(self.channels.index(c), w) for c, w in self.emphasis.items()]
+            raise ValueError(f"loss.emphasis names channels {unknown} that no rig has (this rig: {', '.join(self.channels)})")
+        self._emphasis = [(self.channels.index(c), w) for c, w in self.emphasis.items() if c in self.channels]
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """logits/target [B, T, C] (target in [0, 1]), mask [B, T] of valid frames."""
