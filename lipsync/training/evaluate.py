@@ -60,6 +60,15 @@ def format_groups(per_group: dict[str, CurveMetrics], field: str) -> str:
     return "\n".join(lines)
 
 
+def format_table(scores: dict, per_channel: dict, title: str) -> str:
+    lines = [title, f"{'metric':<24}{'value':>10}", "-" * 34]
+    for key, value in scores.items():
+        lines.append(f"{key:<24}{value:>10.3f}" if not np.isnan(value) else f"{key:<24}{'n/a':>10}")
+    lines += ["", f"{'channel':<24}{'MAE':>10}", "-" * 34]
+    lines += [f"{ch:<24}{v:>10.4f}" for ch, v in per_channel.items()]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a .ckpt file or a run dir")

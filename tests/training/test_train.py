@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -61,6 +62,14 @@ def test_cli_scratch_run_leaves_a_complete_run_dir(mini_corpus, tmp_path):
     plots = sorted((run_dir / "plots").glob("val_step*.png"))
     assert [p.name for p in plots] == ["val_step0000015.png", "val_step0000030.png"]
     assert max(_losses(run_dir)) == 29
+
+    from lipsync.training.evaluate import main as evaluate
+
+    assert evaluate(["--checkpoint", str(run_dir), "--data", str(mini_corpus), "--split", "val",
+                     "--out", str(tmp_path / "eval"), "--group-by", "speaker"]) == 0
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["clips"] == 4 and 0 <= report["metrics"]["viseme_acc"] <= 1 and report["groups"]
+    assert (tmp_path / "eval" / "curves_val.png").stat().st_size > 10_000
 
     again = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), "experiment=scratch",
                             f"data.root={mini_corpus}", f"run.dir={run_dir}"],
