@@ -161,3 +161,10 @@ def _optional_string(record: dict, key: str) -> str | None:
         fix = f"write {key!r} as a quoted string or leave it out"
         raise _BadLine(f"{key!r} must be a non-empty string, got {value!r}", fix)
     return value
+
+
+def manifest_field(root: str | Path, field: str) -> dict[str, str]:
+    """clip id -> the value of any manifest field (e.g. engine, speaker); "?" where a line lacks it."""
+    entries = [json.loads(line) for line in manifest_path(root).read_text(encoding="utf-8-sig").splitlines()
+               if line.strip()]
+    return {str(e["id"]): str(e.get(field, "?")) for e in entries if isinstance(e, dict) and "id" in e}

@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from lipsync.atomic import atomic_write
+from lipsync.data.manifest import manifest_field
 from lipsync.data.validate import load_clips
 from lipsync.model.checkpoint import CheckpointError, load_model
 from lipsync.training.metrics import CurveMetrics
@@ -39,13 +40,6 @@ def evaluate(model, clips, plot_count: int = 4, groups: dict[str, str] | None = 
             if len(samples) < plot_count:
                 samples.append((clip.id, pred, clip.curves))
     return overall, per_group, samples
-
-
-def manifest_field(root: str | Path, field: str) -> dict[str, str]:
-    """clip id -> the value of a manifest field (e.g. engine, speaker) for grouped tables."""
-    path = Path(root) / "manifest.jsonl" if Path(root).is_dir() else Path(root)
-    entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {e["id"]: str(e.get(field, "?")) for e in entries}
 
 
 def format_groups(per_group: dict[str, CurveMetrics], field: str) -> str:

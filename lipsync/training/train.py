@@ -21,6 +21,7 @@ from lipsync.checkpointing.store import CheckpointStore
 from lipsync.checkpointing.supervisor import is_supervised_child
 from lipsync.data.augment import Augmenter
 from lipsync.data.dataset import ClipDataset, WindowDataset, collate
+from lipsync.data.manifest import manifest_field
 from lipsync.data.sampler import EpochSampler
 from lipsync.data.validate import load_clips
 from lipsync.health import HealthStop, build_health, build_numerics_guard
@@ -78,6 +79,7 @@ def train(cfg: DictConfig) -> int:
     rig = load_rig(cfg.data.rig)
     clips = load_clips(cfg.data.root, rig, cfg.data.fps, splits=("train", "val"),
                        skip_bad=cfg.data.skip_bad_clips)
+    clips = _exclude(clips, cfg.data.root, cfg.data.exclude)
     train_clips = [c for c in clips if c.split in ("train", None)]
     val_clips = [c for c in clips if c.split == "val"]
     if not train_clips:
@@ -152,6 +154,17 @@ def train(cfg: DictConfig) -> int:
     mark_done(run_dir, {"global_step": trainer.global_step, "metrics": metrics})
     print(f"Finished at step {trainer.global_step}; run dir {run_dir}")
     return EXIT_OK
+
+
+def _exclude(clips: list, root, exclude: DictConfig) -> list:
+    """Leave out clips whose manifest field has one of the given values (e.g. {engine: [festival]})."""
+    for field, values in (exclude or {}).items():
+        drop = {str(v) for v in ([values] if isinstance(values, str) else values)}
+        value_of = manifest_field(root, field)
+        kept = [c for c in clips if value_of.get(c.id) not in drop]
+        print(f"data.exclude: left out {len(clips) - len(kept)} clips with {field} in {sorted(drop)}")
+        clips = kept
+    return clips
 
 
 def _trainer_args(trainer_cfg: DictConfig) -> dict:

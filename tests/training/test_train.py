@@ -91,3 +91,18 @@ def test_base_without_network_fails_fast_naming_both_fixes(tmp_path, hub_offline
     assert message.startswith("error: cannot load encoder 'facebook/wav2vec2-base'")
     assert "model.encoder.pretrained=" in message and "experiment=scratch" in message
     assert time.monotonic() - start < 60  # process start-up + corpus check; the hub probe itself is <= 3 s
+
+
+def test_exclude_leaves_out_clips_by_manifest_field(mini_corpus):
+    from omegaconf import OmegaConf
+
+    from lipsync.data.manifest import manifest_field
+    from lipsync.data.validate import load_clips
+    from lipsync.training.train import _exclude
+
+    clips = load_clips(mini_corpus, "oculus15", 30, progress=False)
+    speaker_of = manifest_field(mini_corpus, "speaker")
+    dropped = speaker_of[clips[0].id]
+    kept = _exclude(clips, mini_corpus, OmegaConf.create({"speaker": [dropped]}))
+    assert kept and all(speaker_of[c.id] != dropped for c in kept)
+    assert len(kept) == sum(speaker_of[c.id] != dropped for c in clips)
