@@ -27,7 +27,6 @@ import json
 import os
 import re
 import signal
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,19 +89,10 @@ class CheckpointStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.path_for(step)
         started = time.perf_counter()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write_payload(f, checkpoint)
-                f.flush()
-                _test_kill_in_save(self.folder, step, "write", f)
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            fsync_dir(self.folder)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path, "wb") as f:  # temp file beside it, fsync, rename, fsync the folder
+            write_payload(f, checkpoint)
+            f.flush()
+            _test_kill_in_save(self.folder, step, "write", f)
         _test_kill_in_save(self.folder, step, "manifest")
         manifest = {
             "format": keys.MANIFEST_FORMAT,

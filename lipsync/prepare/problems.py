@@ -1,18 +1,13 @@
 """One clear line per bad input: the file, what is wrong, how to fix it."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+from lipsync.data.manifest import Problem
 
-@dataclass(frozen=True)
-class InputProblem:
-    file: str
-    problem: str
-    fix: str
 
-    def __str__(self) -> str:
-        return f"{self.file}: {self.problem}; fix: {self.fix}"
+# The same one-line record as a corpus's validation problems.
+InputProblem = Problem
 
 
 class PrepareError(ValueError):
