@@ -160,6 +160,8 @@ def _exclude(clips: list, root, exclude: DictConfig) -> list:
     """Leave out clips whose manifest field has one of the given values (e.g. {engine: [festival]})."""
     for field, values in (exclude or {}).items():
         drop = {str(v) for v in ([values] if isinstance(values, str) else values)}
+        if not drop:
+            continue
         value_of = manifest_field(root, field)
         kept = [c for c in clips if value_of.get(c.id) not in drop]
         print(f"data.exclude: left out {len(clips) - len(kept)} clips with {field} in {sorted(drop)}")
