@@ -8,6 +8,16 @@ from pathlib import Path
 from typing import IO, Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes 0600 files; outputs get the usual permissions (0666 minus the umask) like open() would.
+FILE_MODE = 0o666 & ~_umask()
+
+
 class OutputExistsError(FileExistsError):
     """Refusing to replace a file the user did not ask to overwrite."""
 
@@ -25,6 +35,7 @@ def atomic_write(path: str | Path, mode: str = "w", overwrite: bool = True, **op
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f
             f.flush()
