@@ -26,6 +26,18 @@ from lipsync.curves.writers import FORMATS, check_formats_fit_rig, parse_formats
 EXIT_OK, EXIT_INPUT, EXIT_SOME_FAILED = 0, 1, 3
 
 
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default.onnx"
+
+
+def default_model() -> Path:
+    """The model shipped with the package, so audio converts right after install (no training, no download)."""
+    if not DEFAULT_MODEL.is_file():
+        raise ModelLoadError(f"no --model given and the shipped model {DEFAULT_MODEL} is missing; "
+                             "reinstall lipsync or pass --model model.onnx")
+    print(f"using the shipped model {DEFAULT_MODEL} (see {DEFAULT_MODEL.with_suffix('.json')})", file=sys.stderr)
+    return DEFAULT_MODEL
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="convert.py",
@@ -33,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 all done, 1 bad inputs/options, 2 usage, 3 some files failed (listed at the end).",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders (searched recursively)")
-    p.add_argument("--model", required=True, help="exported model.onnx (fast start), a checkpoint or a run dir")
+    p.add_argument("--model", default=None,
+                   help="exported model.onnx (fast start), a checkpoint or a run dir (default: the shipped model, "
+                        "lipsync/models/default.onnx)")
     p.add_argument("--out", required=True, type=Path, help="output folder; mirrors the input tree")
     p.add_argument("--format", default="csv", help=f"comma list of {','.join(FORMATS)} (default csv)")
     p.add_argument("--fps", type=float, default=None, help="output frame rate (default: the model's)")
@@ -68,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         clashes = output_collisions(files)
         if args.shard:
             files = select_shard(files, *parse_shard(args.shard))
+        if args.model is None:
+            args.model = str(default_model())
         # With several jobs the workers load the model; here only check it (cheap for ONNX).
         predictor = load_predictor(args.model, threads_per_job(1 if args.jobs == 1 or is_onnx_model(args.model) else args.jobs))
         check_formats_fit_rig(formats, predictor.rig)
