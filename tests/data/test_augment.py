@@ -121,8 +121,9 @@ def test_reverb_impulse_decays_at_its_rt60_and_starts_with_the_direct_sound():
     assert drop_db == pytest.approx(60 * (len(rir) - 800) / len(rir), abs=5)
 
 
-def test_realistic_config_runs_seeded_keeps_frames_and_range():
-    config = yaml.safe_load((CONFIGS / "realistic.yaml").read_text())
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem != "none"))
+def test_each_augment_config_runs_seeded_keeps_frames_and_range(name):
+    config = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
     audio = _speechlike(seconds=1.0)
     curves = _curves_for(audio)
     outs = []
