@@ -143,10 +143,24 @@ class LogMelEncoder(_Encoder):
     DFT basis rather than ``torch.stft``, so the ONNX export needs no complex
     numbers. Each frame's log-mel vector is normalised across mel bins, which
     makes the features indifferent to the recording's gain.
+
+    spec_augment (training only; eval and export never see it): per clip, a
+    random spectral tilt and smooth EQ curve (``tilt_db``, ``eq_db``: the most
+    dB added at either end of the mel axis) and ``freq_masks`` bands of up to
+    ``freq_mask_bins`` mel bins blanked. Microphones, rooms and synthesizers
+    differ most in spectral colour; the mouth shape does not depend on it.
     """
 
-    def __init__(self, n_mels: int = 80, hidden: int = 256, sample_rate: int = 16000, n_fft: int = 400):
+    def __init__(
+        self,
+        n_mels: int = 80,
+        hidden: int = 256,
+        sample_rate: int = 16000,
+        n_fft: int = 400,
+        spec_augment: dict | None = None,
+    ):
         super().__init__()
+        self.spec_augment = SpecAugment(n_mels, **spec_augment) if spec_augment else None
         import torchaudio.functional as AF
 
         self.hop, self.n_fft = sample_rate // 100, n_fft
@@ -170,13 +184,55 @@ class LogMelEncoder(_Encoder):
         spec = F.conv1d(padded, self.dft, stride=self.hop)  # [B, 2F, T100]
         real, imag = spec.chunk(2, dim=1)
         mel = torch.matmul(self.fbank, real * real + imag * imag).clamp(min=1e-5).log()  # [B, n_mels, T100]
+        if self.training and self.spec_augment is not None:
+            mel = self.spec_augment.colour(mel)
         x = self.norm(mel.transpose(1, 2)).transpose(1, 2)
+        if self.training and self.spec_augment is not None:
+            x = self.spec_augment.mask(x)
         x = F.gelu(self.conv1(x))
         return self.out_norm(F.gelu(self.conv2(x)).transpose(1, 2))
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         t100 = torch.div(lengths, self.hop, rounding_mode="floor") + 1
         return torch.div(t100 - 1, 2, rounding_mode="floor") + 1
+
+
+class SpecAugment(nn.Module):
+    """Random spectral colour and frequency masks on log-mel features [B, n_mels, T], one draw per clip."""
+
+    def __init__(self, n_mels: int, tilt_db: float = 0.0, eq_db: float = 0.0, freq_masks: int = 0, freq_mask_bins: int = 0):
+        super().__init__()
+        if min(tilt_db, eq_db, freq_masks, freq_mask_bins) < 0 or freq_mask_bins >= n_mels:
+            raise ValueError(
+                f"model.encoder.spec_augment: tilt_db={tilt_db}, eq_db={eq_db}, freq_masks={freq_masks} must be >= 0 "
+                f"and freq_mask_bins={freq_mask_bins} in [0, n_mels={n_mels})"
+            )
+        self.n_mels, self.freq_masks, self.freq_mask_bins = n_mels, freq_masks, freq_mask_bins
+        db_to_log_power = torch.log(torch.tensor(10.0)).item() / 10
+        self.tilt, self.eq = tilt_db * db_to_log_power, eq_db * db_to_log_power
+        axis = torch.linspace(0.0, 1.0, n_mels)
+        self.register_buffer("ramp", 2 * axis - 1, persistent=False)  # -1 .. 1 over the mel axis
+        # Three smooth cosine shapes: an EQ curve is a random mix of them.
+        self.register_buffer("cosines", torch.stack([torch.cos(torch.pi * k * axis) for k in (1, 2, 3)]), persistent=False)
+
+    def colour(self, mel: torch.Tensor) -> torch.Tensor:
+        b = mel.shape[0]
+        tilt = (torch.rand(b, 1, device=mel.device) * 2 - 1) * self.tilt * self.ramp
+        mix = (torch.rand(b, 3, device=mel.device) * 2 - 1) / 3
+        eq = self.eq * (mix @ self.cosines)
+        return mel + (tilt + eq).unsqueeze(-1)
+
+    def mask(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.freq_masks or not self.freq_mask_bins:
+            return x
+        b = x.shape[0]
+        bins = torch.arange(self.n_mels, device=x.device)
+        keep = torch.ones(b, self.n_mels, device=x.device, dtype=torch.bool)
+        for _ in range(self.freq_masks):
+            width = torch.randint(0, self.freq_mask_bins + 1, (b, 1), device=x.device)
+            start = (torch.rand(b, 1, device=x.device) * (self.n_mels - width + 1)).floor()
+            keep &= ~((bins >= start) & (bins < start + width))
+        return x * keep.unsqueeze(-1)  # normalised features: 0 is the frame's mean
 
 
 def _from_pretrained(auto_model, pretrained: str):

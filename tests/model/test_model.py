@@ -109,3 +109,31 @@ def test_resample_frames_is_linear_interpolation_independent_of_length():
     prefix = resample_frames(feats[:, :6], torch.tensor(6), torch.tensor(10), 0.5)[0, :, 0]
     whole = resample_frames(feats, torch.tensor(10), torch.tensor(20), 0.5)[0, :10, 0]
     torch.testing.assert_close(prefix, whole)
+
+
+def test_spec_augment_colours_training_features_only():
+    torch.manual_seed(0)
+    plain = LogMelEncoder(hidden=16)
+    augmented = LogMelEncoder(hidden=16, spec_augment=dict(tilt_db=12, eq_db=6, freq_masks=2, freq_mask_bins=8))
+    augmented.load_state_dict(plain.state_dict())
+    clip = _speechlike(16000, 0).unsqueeze(0)
+    with torch.no_grad():
+        reference = plain.eval().encode(clip)
+        assert torch.equal(augmented.eval().encode(clip), reference)  # eval and export: untouched
+        augmented.train()
+        torch.manual_seed(1)
+        first = augmented.encode(clip)
+        torch.manual_seed(1)
+        assert torch.equal(augmented.encode(clip), first)  # seeded
+        assert not torch.allclose(first, reference, atol=1e-3)
+        # The colour is a smooth curve over the mel axis, the same in every frame.
+        mel = torch.randn(3, 80, 50)
+        shift = augmented.spec_augment.colour(mel) - mel
+        assert torch.allclose(shift, shift[:, :, :1].expand_as(shift), atol=1e-5)
+        assert shift.abs().max() <= (12 + 6) * torch.log(torch.tensor(10.0)) / 10 + 1e-5
+        masked = augmented.spec_augment.mask(torch.ones(4, 80, 50))
+        blanked = (masked[:, :, 0] == 0).sum(dim=1)
+        assert blanked.max() <= 2 * 8 and blanked.sum() > 0
+        assert torch.equal(masked, masked[:, :, :1].expand_as(masked))  # whole bands, every frame
+    with pytest.raises(ValueError, match="freq_mask_bins=80"):
+        LogMelEncoder(spec_augment=dict(freq_masks=1, freq_mask_bins=80))
