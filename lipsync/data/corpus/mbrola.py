@@ -10,15 +10,27 @@ the next phone: those stops are extended to the burst
 (``closures.extend_stops_to_release``), the only change to the .pho timing. espeak-ng's own phoneme
 events for ``mb-`` voices are quantised (~65 ms) and are not used.
 
+Voices: the four English ones (``us1`` ... ``en1``) and English spoken
+through other languages' diphone sets (``de1-en``: espeak-ng's
+``mb-de1-en`` maps English phonemes onto the German speaker's diphones).
+The foreign ones add sixteen more real speakers; their accent is what
+MBROLA renders and the .pho says, so labels and audio still agree.
+
 Phone symbols are SAMPA-like (``p_h``, ``r=``, ``{``, ``@U``); they are
 translated to espeak-ng mnemonics with ``rigs/phonemes/mbrola_sampa.yaml``
+(a shared table plus per-diphone-set overrides, e.g. ro1's ``T`` is /ts/)
 so alignments use a phone set the viseme tables know.
+
+A diphone a voice lacks is rendered as silence (``Warning: Z-6 unknown,
+replaced with _-_``, measured silent from the middle of the first phone to
+the middle of the second); that span is labelled as a pause.
 
 Licence: the MBROLA voices forbid commercial use. Audio made with them is
 for locally built training corpora only; never ship or commit it.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -35,9 +47,15 @@ from lipsync.data.corpus.espeak import PAUSE, STOPS, Synthesis
 from lipsync.rigs.coarticulation import Phone
 
 VOICE_DIR = Path("/usr/share/mbrola")
-VOICES = ("us1", "us2", "us3", "en1")  # the English voices Debian packages (mbrola-us1 ... mbrola-en1)
+ENGLISH_VOICES = ("us1", "us2", "us3", "en1")
+# English through other languages' diphones (espeak-ng's mb-xx-en voices; Debian mbrola-xx packages).
+# Left out: fr4, de3, de5, de6, gr2, whose /p b/ closures start > 15 ms before the labelled stop in
+# 12-42% of cases (measured on the sentence word list; under 6% for these).
+ACCENTED_VOICES = ("af1-en", "nl2-en", "fr1-en", "de1-en", "de2-en", "de4-en", "hu1-en", "pl1-en", "ro1-en",
+                   "sw1-en", "sw2-en")  # fmt: skip
+VOICES = ENGLISH_VOICES + ACCENTED_VOICES
 _TABLE = Path(__file__).resolve().parents[2] / "rigs" / "phonemes" / "mbrola_sampa.yaml"
-INSTALL_HINT = "run scripts/install_engines.sh (Debian contrib/non-free: mbrola, mbrola-us1 ... mbrola-en1)"
+INSTALL_HINT = "run scripts/install_engines.sh (Debian contrib/non-free: mbrola and its mbrola-<voice> packages)"
 LICENCE_NOTE = (
     "MBROLA voices are licensed for non-commercial, non-military use only: audio made with them "
     "is for locally built training corpora; never ship, publish or commit it."
@@ -58,8 +76,13 @@ class MbrolaVoice:
     frequency_ratio: float = 1.0
 
 
+def database(name: str) -> str:
+    """The MBROLA diphone set a voice speaks with: ``de1`` for ``de1-en``."""
+    return name.split("-")[0]
+
+
 def voice_path(name: str) -> Path:
-    return VOICE_DIR / name / name
+    return VOICE_DIR / database(name) / database(name)
 
 
 def mbrola_available(voice: str = "us1") -> bool:
@@ -67,19 +90,22 @@ def mbrola_available(voice: str = "us1") -> bool:
 
 
 @lru_cache(maxsize=1)
-def _sampa_table() -> tuple[dict[str, str], frozenset[str]]:
+def _sampa_table() -> tuple[dict[str, str], dict[str, dict[str, str]], frozenset[str]]:
     spec = yaml.safe_load(_TABLE.read_text(encoding="utf-8"))
-    return {str(k): str(v) for k, v in spec["phones"].items()}, frozenset(spec["silence"])
+    shared = {str(k): str(v) for k, v in spec["phones"].items()}
+    overrides = {str(db): {str(k): str(v) for k, v in table.items()} for db, table in spec["overrides"].items()}
+    return shared, overrides, frozenset(spec["silence"])
 
 
-def to_espeak_mnemonic(symbol: str) -> str:
-    """One MBROLA phone symbol as an espeak-ng mnemonic (pauses as ``_``)."""
-    phones, silence = _sampa_table()
+def to_espeak_mnemonic(symbol: str, voice: str = "us1") -> str:
+    """One MBROLA phone symbol of ``voice`` as an espeak-ng mnemonic (pauses as ``_``)."""
+    shared, overrides, silence = _sampa_table()
     if symbol in silence:
         return PAUSE
-    if symbol not in phones:
-        raise MbrolaError(f"MBROLA phone {symbol!r} is not in {_TABLE}; add it there with its espeak-ng mnemonic")
-    return phones[symbol]
+    table = {**shared, **overrides.get(database(voice), {})}
+    if symbol not in table:
+        raise MbrolaError(f"MBROLA phone {symbol!r} (voice {voice}) is not in {_TABLE}; add it there with its espeak-ng mnemonic")
+    return table[symbol]
 
 
 def parse_pho(text: str) -> list[Phone]:
@@ -101,30 +127,49 @@ def parse_pho(text: str) -> list[Phone]:
 
 def synthesise(text: str, voice: MbrolaVoice = MbrolaVoice()) -> Synthesis:
     """Speak ``text``; phones (espeak-ng mnemonics) span the audio end to end, timing from the .pho."""
-    raw_phones, audio, sample_rate = synthesise_raw(text, voice)
-    phones = tile_phones(raw_phones, len(audio) / sample_rate)
+    raw_phones, audio, sample_rate, missing = synthesise_raw(text, voice)
+    phones = tile_phones(silence_missing_diphones(raw_phones, missing), len(audio) / sample_rate, voice.name)
     return Synthesis(audio, sample_rate, extend_stops_to_release(phones, audio, sample_rate, STOPS))
 
 
-def synthesise_raw(text: str, voice: MbrolaVoice) -> tuple[list[Phone], np.ndarray, int]:
-    """The .pho phones as MBROLA reports them (SAMPA symbols) and the float32 audio."""
+def synthesise_raw(text: str, voice: MbrolaVoice) -> tuple[list[Phone], np.ndarray, int, set[tuple[str, str]]]:
+    """The .pho phones as MBROLA reports them (SAMPA symbols), the float32 audio, its sample rate,
+    and the phone pairs whose diphone the voice lacks (MBROLA renders those silent)."""
     if not mbrola_available(voice.name):
         raise MbrolaError(f"MBROLA voice {voice.name!r} is not installed ({voice_path(voice.name)}); {INSTALL_HINT}")
     with tempfile.TemporaryDirectory(prefix="lipsync-mbrola-") as tmp:
         pho, wav = Path(tmp) / "x.pho", Path(tmp) / "x.wav"
         _run(["espeak-ng", "-v", f"mb-{voice.name}", "-q", "-s", str(voice.rate), "-p", str(voice.pitch),
               "--pho", f"--phonout={pho}", text])  # fmt: skip
-        _run(["mbrola", "-e", "-f", f"{voice.frequency_ratio:.3f}", str(voice_path(voice.name)), str(pho), str(wav)])
+        log = _run(["mbrola", "-e", "-f", f"{voice.frequency_ratio:.3f}", str(voice_path(voice.name)), str(pho), str(wav)])
         phones = parse_pho(pho.read_text(encoding="utf-8"))
         audio, sample_rate = sf.read(wav, dtype="float32", always_2d=False)
-    return phones, audio, sample_rate
+    missing = set(_MISSING_DIPHONE.findall(log))
+    return phones, audio, sample_rate, missing
 
 
-def tile_phones(raw: list[Phone], duration: float) -> list[Phone]:
+_MISSING_DIPHONE = re.compile(r"Warning: (\S+?)-(\S+) unknown, replaced with _-_")
+
+
+def silence_missing_diphones(raw: list[Phone], missing: set[tuple[str, str]]) -> list[Phone]:
+    """Label as pauses the spans MBROLA rendered silent: each missing diphone, middle to middle."""
+    gaps = [((a.start + a.end) / 2, (b.start + b.end) / 2) for a, b in zip(raw, raw[1:]) if (a.label, b.label) in missing]
+    if not gaps:
+        return raw
+    out = [Phone(g0, g1, "_") for g0, g1 in gaps]
+    for p in raw:
+        pieces = [(p.start, p.end)]
+        for g0, g1 in gaps:
+            pieces = [q for s, e in pieces for q in ((s, min(e, g0)), (max(s, g1), e)) if q[1] > q[0]]
+        out += [Phone(s, e, p.label) for s, e in pieces]
+    return sorted(out, key=lambda p: p.start)
+
+
+def tile_phones(raw: list[Phone], duration: float, voice: str = "us1") -> list[Phone]:
     """Translate symbols, merge neighbouring pauses, and make the last phone end with the audio."""
     out: list[Phone] = []
     for p in raw:
-        label = to_espeak_mnemonic(p.label)
+        label = to_espeak_mnemonic(p.label, voice)
         start, end = min(p.start, duration), min(p.end, duration)
         if end <= start:
             continue
@@ -138,7 +183,9 @@ def tile_phones(raw: list[Phone], duration: float) -> list[Phone]:
     return out
 
 
-def _run(cmd: list[str]) -> None:
+def _run(cmd: list[str]) -> str:
+    """Run ``cmd``; its stderr (MBROLA's warnings) on success."""
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise MbrolaError(f"{cmd[0]} failed ({result.returncode}): {result.stderr.strip()[:300]}")
+    return result.stderr
