@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the extra speech engines for building a multi-engine training corpus:
-# MBROLA (Debian contrib) with the voices us1 us2 us3 en1 (non-free), and
-# Festival with the ked_diphone voice (main).
+# MBROLA (Debian contrib) with its English voices us1 us2 us3 en1 and eleven
+# other languages' voices that espeak-ng drives in English (non-free), and
+# Festival with the ked_diphone voice, and CMU Flite (main).
 #
 # The system's apt sources are left untouched: a private copy of them with
 # contrib and non-free enabled is used for this install only.
@@ -37,7 +38,9 @@ apt_private=(
 )
 apt-get "${apt_private[@]}" update
 DEBIAN_FRONTEND=noninteractive apt-get "${apt_private[@]}" install -y --no-install-recommends \
-    espeak-ng libespeak-ng1 mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 festival festvox-kdlpc16k
+    espeak-ng libespeak-ng1 mbrola festival festvox-kdlpc16k flite \
+    mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 mbrola-af1 mbrola-nl2 mbrola-fr1 mbrola-de1 mbrola-de2 mbrola-de4 \
+    mbrola-hu1 mbrola-pl1 mbrola-ro1 mbrola-sw1 mbrola-sw2
 
 echo "installed; MBROLA voices: $(ls /usr/share/mbrola | tr '\n' ' ')"
 echo "note: MBROLA voices are licensed for non-commercial use only; never ship audio made with them"

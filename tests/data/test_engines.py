@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lipsync.data.corpus import engines, festival, mbrola
+from lipsync.data.corpus import engines, festival, flite, mbrola
 from lipsync.data.corpus.build import MBROLA_NOTICE, _parse_counts, main, make_corpus
 from lipsync.data.corpus.closures import closure_span
 from lipsync.data.corpus.espeak import Voice, _engine, espeak_available, phones_from_events
@@ -27,6 +27,9 @@ needs_mbrola = pytest.mark.skipif(
 needs_festival = pytest.mark.skipif(
     not festival.festival_available("ked_diphone"),
     reason="Festival with ked_diphone is not installed (apt-get install festival festvox-kdlpc16k)",
+)
+needs_flite = pytest.mark.skipif(
+    not all(flite.flite_available(v) for v in flite.VOICES), reason="Flite is not installed (apt-get install flite)"
 )
 TEXT = "A happy puppy kept the paper up."  # /p/ between sounding phones, plain and aspirated
 TOLERANCE = 0.010  # s: boundaries against the engine's own report
@@ -96,9 +99,9 @@ def test_pho_files_parse_into_cumulative_durations_and_symbols_translate():
 
 
 @needs_mbrola
-@pytest.mark.parametrize("voice", mbrola.VOICES)
+@pytest.mark.parametrize("voice", mbrola.ENGLISH_VOICES)
 def test_mbrola_timing_is_the_pho_durations_and_p_closures_fall_inside_p(voice):
-    raw, audio, sample_rate = mbrola.synthesise_raw(TEXT, mbrola.MbrolaVoice(voice, rate=170))
+    raw, audio, sample_rate, _ = mbrola.synthesise_raw(TEXT, mbrola.MbrolaVoice(voice, rate=170))
     duration = len(audio) / sample_rate
     assert raw[-1].end == pytest.approx(duration, abs=TOLERANCE)  # the .pho total is the audio's length
     synth = mbrola.synthesise(TEXT, mbrola.MbrolaVoice(voice, rate=170))
@@ -112,20 +115,56 @@ def test_mbrola_timing_is_the_pho_durations_and_p_closures_fall_inside_p(voice):
     assert _check_p_closures(synth.audio, sample_rate, synth.phones, {"p"}, "espeak") >= 3
 
 
+@needs_mbrola
+@pytest.mark.parametrize("voice", mbrola.ACCENTED_VOICES)
+def test_accented_mbrola_voices_close_their_lips_inside_the_labelled_stops(voice):
+    from lipsync.data.corpus.sentences import WORDS
+
+    # Over a few hundred words: most /p b/ closures between sounding phones start inside the stop's label.
+    text = " ".join(w for words in WORDS.values() for w in words)
+    raw, audio, sample_rate, _ = mbrola.synthesise_raw(text, mbrola.MbrolaVoice(voice, rate=170))
+    assert raw[-1].end == pytest.approx(len(audio) / sample_rate, abs=TOLERANCE)
+    synth = mbrola.synthesise(text, mbrola.MbrolaVoice(voice, rate=170))
+    phones, offsets = synth.phones, []
+    for k in range(1, len(phones) - 1):
+        if phones[k].label in {"p", "b"} and not {phones[k - 1].label, phones[k + 1].label} & {"_", "t", "d", "k", "g"}:
+            span = closure_span(synth.audio, sample_rate, phones[k])
+            if span is not None:
+                offsets.append(span[0] - phones[k].start)
+    offsets = np.array(offsets)
+    assert len(offsets) >= 20
+    assert np.mean(offsets >= -0.015) >= 0.9 and 0 <= np.median(offsets) <= 0.04
+
+
 def raw_is_after_stop(phone, reported) -> bool:
     k = reported.index(phone)
     return k > 0 and mbrola.to_espeak_mnemonic(reported[k - 1].label) in {"p", "b", "t", "d", "k", "g", "tS", "dZ"}
 
 
 @needs_mbrola
-def test_every_symbol_the_english_mbrola_voices_use_is_mapped():
+def test_every_symbol_the_mbrola_voices_use_is_mapped():
     from lipsync.data.corpus.sentences import WORDS
 
     text = " ".join(w for words in WORDS.values() for w in words)
     for voice in mbrola.VOICES:
-        raw, _, _ = mbrola.synthesise_raw(text, mbrola.MbrolaVoice(voice))
+        raw, _, _, _ = mbrola.synthesise_raw(text, mbrola.MbrolaVoice(voice))
         for p in raw:
-            mbrola.to_espeak_mnemonic(p.label)
+            mbrola.to_espeak_mnemonic(p.label, voice)
+    assert mbrola.to_espeak_mnemonic("T", "ro1-en") == "t" and mbrola.to_espeak_mnemonic("T", "de4-en") == "T"
+
+
+@needs_mbrola
+def test_diphones_a_voice_lacks_are_labelled_as_the_silence_mbrola_renders():
+    # de1 has no E-Z or Z-6 diphone: "measure" is rendered with a silent gap from mid-E to mid-6.
+    raw, audio, sample_rate, missing = mbrola.synthesise_raw("measure it", mbrola.MbrolaVoice("de1-en"))
+    assert ("Z", "6") in missing
+    synth = mbrola.synthesise("measure it", mbrola.MbrolaVoice("de1-en"))
+    gaps = [p for p in synth.phones[1:-1] if p.label == "_"]
+    assert gaps and sum(p.end - p.start for p in gaps) > 0.04
+    for p in gaps:
+        inner = audio[int((p.start + 0.005) * sample_rate) : int((p.end - 0.005) * sample_rate)]
+        assert np.sqrt(np.mean(inner**2)) < 1e-3  # silent where we say pause
+    assert "Z" not in [p.label for p in synth.phones]  # both halves of this Z were lost
 
 
 # --- Festival ----------------------------------------------------------------------
@@ -174,6 +213,49 @@ def _unchecked_voice(name: str) -> festival.FestivalVoice:
     return voice
 
 
+# --- Flite -------------------------------------------------------------------------
+
+
+def test_flite_segments_parse():
+    segs = flite.parse_psdur("pau:0.191 ax:0.220 hh:0.297 \n")
+    assert [(p.start, p.end, p.label) for p in segs] == [(0.0, 0.191, "pau"), (0.191, 0.220, "ax"), (0.220, 0.297, "hh")]
+    with pytest.raises(flite.FliteError, match="phone:end_time"):
+        flite.parse_psdur("pau:0.1 ax")
+
+
+@needs_flite
+@pytest.mark.parametrize("name", flite.VOICES)
+def test_flite_timing_is_its_segments_and_p_closures_fall_inside_p(name):
+    for stretch in (0.8, 1.3):
+        raw, audio, sample_rate = flite.synthesise_raw(TEXT, flite.FliteVoice(name, stretch))
+        assert raw[-1].label == "pau" and raw[-1].end == pytest.approx(len(audio) / sample_rate, abs=TOLERANCE)
+        synth = flite.synthesise(TEXT, flite.FliteVoice(name, stretch))
+        assert [p.label for p in synth.phones] == [festival.to_arpabet(p.label) for p in raw]
+        for ours, theirs in zip(synth.phones, raw):
+            assert ours.start == pytest.approx(theirs.start, abs=TOLERANCE)
+            if abs(ours.end - theirs.end) > TOLERANCE:  # only a stop extended to its late burst, by at most 30 ms
+                assert ours.label in flite.STOPS and 0 < ours.end - theirs.end <= 0.0301
+        assert _check_p_closures(synth.audio, sample_rate, synth.phones, {"P"}, "arpabet") >= 3
+
+
+@needs_flite
+def test_flite_timbre_changes_the_rate_and_the_phone_times_with_it():
+    plain = flite.synthesise(TEXT, flite.FliteVoice("rms"))
+    higher = flite.synthesise(TEXT, flite.FliteVoice("rms", timbre=1.1))
+    assert np.array_equal(plain.audio, higher.audio) and higher.sample_rate == 17600
+    assert higher.phones[-1].end == pytest.approx(len(higher.audio) / 17600)
+    assert _boundaries(higher.phones) == pytest.approx(_boundaries(plain.phones) / 1.1)
+
+
+@pytest.mark.parametrize("name", sorted(flite.RESERVED_VOICES))
+def test_flite_voices_of_the_reserved_speakers_are_refused(name, tmp_path, capsys):
+    with pytest.raises(flite.ReservedFliteVoiceError, match="reserved for the project's independent evaluation"):
+        flite.FliteVoice(name)
+    out = tmp_path / "corpus"
+    assert main(["--out", str(out), "--engines", "flite", "--clips", "2", "--flite-voices", name]) == 1
+    assert "reserved" in capsys.readouterr().err and not out.exists()
+
+
 # --- the multi-engine corpus -------------------------------------------------------
 
 
@@ -194,7 +276,8 @@ def test_unknown_engines_are_refused_before_writing(tmp_path):
 @needs_espeak
 def test_multi_engine_corpus_has_engine_fields_stats_and_disjoint_speakers(tmp_path):
     chosen = ["espeak"] + [e for e, ok in (("mbrola", mbrola.mbrola_available("us1")),
-                                          ("festival", festival.festival_available())) if ok]  # fmt: skip
+                                          ("festival", festival.festival_available()),
+                                          ("flite", flite.flite_available())) if ok]  # fmt: skip
     out = tmp_path / "multi"
     stats = make_corpus(out, 4, seed=2, engines=chosen, mbrola_voices=("us1",), progress=False)
     rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]

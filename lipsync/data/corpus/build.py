@@ -29,7 +29,7 @@ from lipsync.audio import SAMPLE_RATE, resample
 from lipsync.curves import Curves
 from lipsync.curves.csv import write_curves_csv
 from lipsync.data.alignment import write_alignment_tsv
-from lipsync.data.corpus import festival, mbrola
+from lipsync.data.corpus import festival, flite, mbrola
 from lipsync.data.corpus.engines import (
     DESCRIPTIONS, ENGINES, LICENCES, PHONESETS, EngineError, check_engines, plan_engine, speak_all,
 )  # fmt: skip
@@ -100,6 +100,7 @@ def make_corpus(
     engines: list[str] | None = None,
     mbrola_voices: tuple[str, ...] = mbrola.VOICES,
     festival_voices: tuple[str, ...] = festival.VOICES,
+    flite_voices: tuple[str, ...] = flite.VOICES,
 ) -> dict:
     """Write the corpus folder and return its statistics (also in ``stats.json``).
 
@@ -111,7 +112,7 @@ def make_corpus(
     """
     if engines is not None:
         return make_multi_engine_corpus(out_dir, n_clips, seed, engines, fps, rig, overwrite, progress,
-                                        mbrola_voices, festival_voices)  # fmt: skip
+                                        mbrola_voices, festival_voices, flite_voices)  # fmt: skip
     out = Path(out_dir)
     _prepare_folder(out, overwrite)
     target_rig = load_rig(rig)
@@ -159,16 +160,18 @@ def make_multi_engine_corpus(
     progress: bool = True,
     mbrola_voices: tuple[str, ...] = mbrola.VOICES,
     festival_voices: tuple[str, ...] = festival.VOICES,
+    flite_voices: tuple[str, ...] = flite.VOICES,
 ) -> dict:
     """The corpus from several engines; see ``make_corpus``. Checks every engine before writing anything."""
     counts = n_clips if isinstance(n_clips, dict) else {e: n_clips for e in engines}
     if set(counts) != set(engines):
         raise ValueError(f"clip counts are for {sorted(counts)} but the engines are {engines}; give one count per engine")
-    check_engines(engines, tuple(mbrola_voices), tuple(festival_voices))
+    check_engines(engines, tuple(mbrola_voices), tuple(festival_voices), tuple(flite_voices))
     out = Path(out_dir)
     _prepare_folder(out, overwrite)
     target_rig = load_rig(rig)
-    plans = [c for e in engines for c in plan_engine(e, counts[e], seed, tuple(mbrola_voices), tuple(festival_voices))]
+    voices = tuple(mbrola_voices), tuple(festival_voices), tuple(flite_voices)
+    plans = [c for e in engines for c in plan_engine(e, counts[e], seed, *voices)]
     records: dict[str, list] = {e: [] for e in engines}
     tallies = {e: (Counter(), Counter(), Counter(), Counter()) for e in engines}  # seconds, speech, phones, visemes
     spoken = speak_all(plans)
@@ -221,6 +224,8 @@ def _voice_fields(voice) -> dict:
         return {"rate": voice.rate, "pitch": voice.pitch, "range": voice.pitch_range}
     if isinstance(voice, mbrola.MbrolaVoice):
         return {"rate": voice.rate, "pitch": voice.pitch, "frequency_ratio": voice.frequency_ratio}
+    if isinstance(voice, flite.FliteVoice):
+        return {"stretch": voice.stretch, "timbre": voice.timbre}
     return {"stretch": voice.stretch, "f0_mean": voice.f0_mean, "f0_std": voice.f0_std}
 
 
@@ -313,7 +318,7 @@ def _remove_generated_files(out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Synthesise a lip-sync corpus (audio, alignments, curves) with espeak-ng, MBROLA and Festival."
+        description="Synthesise a lip-sync corpus (audio, alignments, curves) with espeak-ng, MBROLA, Festival and Flite."
     )
     parser.add_argument("--out", required=True, help="corpus folder to create (must be empty unless --overwrite)")
     parser.add_argument("--clips", default="320",
@@ -327,13 +332,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mbrola-voices", default=",".join(mbrola.VOICES), help="MBROLA voices to use")
     parser.add_argument("--festival-voices", default=",".join(festival.VOICES),
                         help="Festival voices to use (kal_diphone and cmu_us_slt_arctic_hts are refused: reserved for evaluation)")
+    parser.add_argument("--flite-voices", default=",".join(flite.VOICES),
+                        help="Flite voices to use (kal, kal16 and slt are refused: the reserved voices' speakers)")
     args = parser.parse_args(argv)  # fmt: skip
     started = time.monotonic()
     try:
         engines = None if args.engines is None else [e.strip() for e in args.engines.split(",") if e.strip()]
         counts = _parse_counts(args.clips, engines)
         stats = make_corpus(args.out, counts, args.seed, fps=args.fps, overwrite=args.overwrite, engines=engines,
-                            mbrola_voices=_names(args.mbrola_voices), festival_voices=_names(args.festival_voices))  # fmt: skip
+                            mbrola_voices=_names(args.mbrola_voices), festival_voices=_names(args.festival_voices),
+                            flite_voices=_names(args.flite_voices))  # fmt: skip
     except (FileExistsError, OSError, RuntimeError, ValueError) as e:  # EngineError, ReservedVoiceError among them
         print(f"error: {e}", file=sys.stderr)
         return 1

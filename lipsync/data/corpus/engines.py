@@ -13,10 +13,14 @@ closure minus the labelled start, median over /p/ after speech):
   those stops (at most 30 ms).
 - ``festival``: ``utt.save.segs`` segment times. The segment starts at the
   closure (+14 ms) and holds the burst; unchanged.
+- ``flite``: ``flite -psdur`` segment end times of the clustergen voices.
+  The segment starts before the closure (+20 ms); late bursts (< 5%) are
+  covered as for MBROLA.
 
 Splits are speaker-disjoint within each engine, as in the espeak-only
 corpus: a speaker is ``voice+variant`` and val/test hear only variants that
-train never does (espeak variants; pitch profiles for MBROLA and Festival).
+train never does (espeak variants; pitch profiles for MBROLA and Festival;
+timbre profiles for Flite).
 """
 from __future__ import annotations
 
@@ -27,24 +31,26 @@ from typing import Iterator
 import numpy as np
 
 from lipsync.audio import SAMPLE_RATE, resample
-from lipsync.data.corpus import festival, mbrola
+from lipsync.data.corpus import festival, flite, mbrola
 from lipsync.data.corpus.espeak import PAUSE, Synthesis, Voice, espeak_available
 from lipsync.data.corpus.espeak import synthesise as espeak_synthesise
 from lipsync.data.corpus.sentences import compose_text
 from lipsync.rigs.coarticulation import Phone
 
-ENGINES = ("espeak", "mbrola", "festival")
+ENGINES = ("espeak", "mbrola", "festival", "flite")
 # Phone set of each engine's alignments (lipsync.rigs.phonemes tables).
-PHONESETS = {"espeak": "espeak", "mbrola": "espeak", "festival": "arpabet"}
+PHONESETS = {"espeak": "espeak", "mbrola": "espeak", "festival": "arpabet", "flite": "arpabet"}
 DESCRIPTIONS = {
     "espeak": "espeak-ng (libespeak-ng phoneme events, stops moved over their closures)",
     "mbrola": "MBROLA diphone voices driven by espeak-ng --pho (timing: cumulative .pho durations)",
     "festival": "Festival diphone voices (timing: utt.save.segs segment ends)",
+    "flite": "CMU Flite clustergen voices (timing: flite -psdur segment ends)",
 }
 LICENCES = {
     "espeak": "espeak-ng output audio is not covered by espeak-ng's licence",
     "mbrola": mbrola.LICENCE_NOTE,
     "festival": "Festival and its ked_diphone voice are free software (BSD-style); the audio may be shipped",
+    "flite": flite.LICENCE_NOTE,
 }
 # Pitch profiles: MBROLA frequency ratio (mbrola -f), Festival (target F0 mean, spread) in Hz.
 MBROLA_PROFILES = {"f0.80": 0.80, "f0.87": 0.87, "f0.93": 0.93, "f1.00": 1.0, "f1.07": 1.07, "f1.15": 1.15, "f1.25": 1.25}
@@ -52,6 +58,8 @@ FESTIVAL_PROFILES = {
     "low": (82.0, 10.0), "deep": (92.0, 18.0), "flat": (105.0, 6.0), "plain": (105.0, 15.0),
     "lively": (115.0, 28.0), "high": (130.0, 18.0), "higher": (150.0, 22.0),
 }  # fmt: skip
+FLITE_PROFILES = {"t0.90": 0.90, "t0.94": 0.94, "t0.97": 0.97, "t1.00": 1.0, "t1.03": 1.03, "t1.06": 1.06, "t1.10": 1.10}
+PROFILES = {"mbrola": MBROLA_PROFILES, "festival": FESTIVAL_PROFILES, "flite": FLITE_PROFILES}
 HELD_OUT_VARIANTS = 1  # per engine, for each of val and test (MBROLA, Festival)
 HELD_OUT_FRACTION = 0.1  # of each engine's clips, for each of val and test
 
@@ -66,16 +74,20 @@ class EngineClip:
     engine: str
     split: str
     text: str
-    voice: Voice | mbrola.MbrolaVoice | festival.FestivalVoice
+    voice: Voice | mbrola.MbrolaVoice | festival.FestivalVoice | flite.FliteVoice
     speaker: str  # voice+variant
     lead_silence: float
     tail_silence: float
 
 
-def check_engines(engines: list[str], mbrola_voices: tuple[str, ...], festival_voices: tuple[str, ...]) -> None:
+def check_engines(
+    engines: list[str], mbrola_voices: tuple[str, ...], festival_voices: tuple[str, ...], flite_voices: tuple[str, ...] = flite.VOICES
+) -> None:
     """Fail before any synthesis if an engine or voice is unknown, reserved or not installed."""
     for name in festival_voices:
         festival.refuse_reserved(name)
+    for name in flite_voices:
+        flite.refuse_reserved(name)
     for engine in engines:
         if engine not in ENGINES:
             raise EngineError(f"unknown engine {engine!r}; use some of {', '.join(ENGINES)}")
@@ -89,10 +101,19 @@ def check_engines(engines: list[str], mbrola_voices: tuple[str, ...], festival_v
         missing = [v for v in festival_voices if not festival.festival_available(v)]
         if missing or not festival_voices:
             raise EngineError(f"Festival voice(s) {', '.join(missing) or '(none given)'} not installed; {festival.INSTALL_HINT}")
+    if "flite" in engines:
+        missing = [v for v in flite_voices if not flite.flite_available(v)]
+        if missing or not flite_voices:
+            raise EngineError(f"Flite voice(s) {', '.join(missing) or '(none given)'} not installed; {flite.INSTALL_HINT}")
 
 
 def plan_engine(
-    engine: str, n_clips: int, seed: int, mbrola_voices: tuple[str, ...], festival_voices: tuple[str, ...]
+    engine: str,
+    n_clips: int,
+    seed: int,
+    mbrola_voices: tuple[str, ...],
+    festival_voices: tuple[str, ...],
+    flite_voices: tuple[str, ...] = flite.VOICES,
 ) -> list[EngineClip]:
     """Every clip's text, voice and split for one engine, drawn from ``seed`` and the engine's name."""
     if engine == "espeak":
@@ -103,7 +124,7 @@ def plan_engine(
             for i, p in enumerate(plan_corpus(n_clips, seed))
         ]
     rng = random.Random(f"{seed}-{engine}")
-    profiles = list(MBROLA_PROFILES if engine == "mbrola" else FESTIVAL_PROFILES)
+    profiles = list(PROFILES[engine])
     rng.shuffle(profiles)
     k = HELD_OUT_VARIANTS
     pools = {"val": profiles[:k], "test": profiles[k : 2 * k], "train": profiles[2 * k :]}
@@ -117,6 +138,10 @@ def plan_engine(
             name = rng.choice(mbrola_voices)
             voice = mbrola.MbrolaVoice(name, rng.randint(130, 260), rng.randint(25, 75), MBROLA_PROFILES[profile])
             speaker = f"mb-{name}+{profile}"
+        elif engine == "flite":
+            name = rng.choice(flite_voices)
+            voice = flite.FliteVoice(name, round(rng.uniform(0.8, 1.3), 3), FLITE_PROFILES[profile])
+            speaker = f"{name}+{profile}"
         else:
             name = rng.choice(festival_voices)
             f0_mean, f0_std = FESTIVAL_PROFILES[profile]
@@ -141,7 +166,8 @@ def speak_all(clips: list[EngineClip], batch: int = 40) -> Iterator[tuple[Engine
                 yield (c, *_pad(c, synth))
             i += len(group)
             continue
-        synth = espeak_synthesise(clip.text, clip.voice) if clip.engine == "espeak" else mbrola.synthesise(clip.text, clip.voice)
+        speak = {"espeak": espeak_synthesise, "mbrola": mbrola.synthesise, "flite": flite.synthesise}[clip.engine]
+        synth = speak(clip.text, clip.voice)
         yield (clip, *_pad(clip, synth))
         i += 1
 
