@@ -144,6 +144,12 @@ class LogMelEncoder(_Encoder):
     numbers. Each frame's log-mel vector is normalised across mel bins, which
     makes the features indifferent to the recording's gain.
 
+    ``level``: also feed each frame's overall log energy, which that
+    normalisation removes. Without it a quiet frame (a stop closure, a pause
+    with room tone) is blown up to the same scale as a vowel, and only its
+    noise floor's spectral shape is left, which differs between synthesizers
+    and microphones.
+
     spec_augment (training only; eval and export never see it): per clip, a
     random spectral tilt and smooth EQ curve (``tilt_db``, ``eq_db``: the most
     dB added at either end of the mel axis) and ``freq_masks`` bands of up to
@@ -158,9 +164,11 @@ class LogMelEncoder(_Encoder):
         sample_rate: int = 16000,
         n_fft: int = 400,
         spec_augment: dict | None = None,
+        level: bool = False,
     ):
         super().__init__()
         self.spec_augment = SpecAugment(n_mels, **spec_augment) if spec_augment else None
+        self.level = level
         import torchaudio.functional as AF
 
         self.hop, self.n_fft = sample_rate // 100, n_fft
@@ -172,7 +180,7 @@ class LogMelEncoder(_Encoder):
         fbank = AF.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate)
         self.register_buffer("fbank", fbank.T.contiguous(), persistent=False)  # [n_mels, F]
         self.norm = nn.LayerNorm(n_mels)
-        self.conv1 = nn.Conv1d(n_mels, hidden, kernel_size=3, padding=1)
+        self.conv1 = nn.Conv1d(n_mels + int(level), hidden, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(hidden, hidden, kernel_size=3, stride=2, padding=1)
         self.out_norm = nn.LayerNorm(hidden)
         self.output_dim = hidden
@@ -180,6 +188,11 @@ class LogMelEncoder(_Encoder):
         self.frame_rate, self.frame_offset = sample_rate / (2 * self.hop), 0.0
 
     def encode(self, waveform: torch.Tensor) -> torch.Tensor:
+        x = F.gelu(self.conv1(self.features(waveform)))
+        return self.out_norm(F.gelu(self.conv2(x)).transpose(1, 2))
+
+    def features(self, waveform: torch.Tensor) -> torch.Tensor:
+        """The convolutions' input [B, n_mels (+1 with level), T100]."""
         padded = F.pad(waveform.unsqueeze(1), (self.n_fft // 2, self.n_fft // 2))  # centred frames
         spec = F.conv1d(padded, self.dft, stride=self.hop)  # [B, 2F, T100]
         real, imag = spec.chunk(2, dim=1)
@@ -189,8 +202,9 @@ class LogMelEncoder(_Encoder):
         x = self.norm(mel.transpose(1, 2)).transpose(1, 2)
         if self.training and self.spec_augment is not None:
             x = self.spec_augment.mask(x)
-        x = F.gelu(self.conv1(x))
-        return self.out_norm(F.gelu(self.conv2(x)).transpose(1, 2))
+        if self.level:  # log of the frame's mel power, scaled to about [-1.5, 2] (floor -7.1, full-scale speech ~9)
+            x = torch.cat([x, torch.logsumexp(mel, dim=1, keepdim=True) / 5.0], dim=1)
+        return x
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         t100 = torch.div(lengths, self.hop, rounding_mode="floor") + 1

@@ -1,6 +1,7 @@
 """The plain model: loading paths, padding invariance, exact frame counts, export-friendly graph."""
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -62,7 +63,8 @@ def _models():
     torch.manual_seed(0)
     w2v = HFEncoder(config=dict(model_type="wav2vec2", **TINY_W2V), layer_weights=True)
     mel = LogMelEncoder(hidden=32)
-    for enc in (w2v, mel):
+    mel_level = LogMelEncoder(hidden=32, level=True)
+    for enc in (w2v, mel, mel_level):
         d = enc.output_dim
         for head in (TemporalConvHead(d, 15, hidden=16, layers=3), TemporalConvHead(d, 15, hidden=16, layers=3, causal=True),
                      GRUHead(d, 15, hidden=16), TransformerHead(d, 15, hidden=16, layers=1, heads=2)):
@@ -109,6 +111,18 @@ def test_resample_frames_is_linear_interpolation_independent_of_length():
     prefix = resample_frames(feats[:, :6], torch.tensor(6), torch.tensor(10), 0.5)[0, :, 0]
     whole = resample_frames(feats, torch.tensor(10), torch.tensor(20), 0.5)[0, :10, 0]
     torch.testing.assert_close(prefix, whole)
+
+
+def test_level_channel_keeps_the_loudness_the_per_frame_normalisation_removes():
+    encoder = LogMelEncoder(hidden=16, level=True).eval()
+    clip = _speechlike(16000, 0).unsqueeze(0)
+    with torch.no_grad():
+        loud, quiet = encoder.features(clip), encoder.features(clip * 0.5)  # 6 dB down, above the 1e-5 floor
+    voiced = slice(2, -2)  # not the edge frames, half of whose window is padding
+    torch.testing.assert_close(loud[:, :80, voiced], quiet[:, :80, voiced], atol=1e-3, rtol=0)  # shape: gain-free
+    shift = (loud[:, 80] - quiet[:, 80])[:, voiced]
+    torch.testing.assert_close(shift, torch.full_like(shift, math.log(4) / 5), atol=1e-3, rtol=0)  # level: -6 dB
+    assert encoder.conv1.in_channels == 81 and LogMelEncoder(hidden=16).conv1.in_channels == 80
 
 
 def test_spec_augment_colours_training_features_only():
