@@ -23,6 +23,10 @@ class CurveLoss:
     velocity_weight: float = 0.5
     emphasis: dict[str, float] = field(default_factory=lambda: {"PP": 2.0, "FF": 2.0})  # channels absent from the rig are skipped
     emphasis_threshold: float = 0.5  # target value above which a frame counts as a closure/contact
+    # Also weight the frames where the channel must stay open, as much as those where it must close.
+    # One-sided emphasis makes a missed closure far dearer than a false one, so on unfamiliar
+    # voices the model closes the lips whenever unsure (measured: closure precision 0.24, recall 0.91).
+    emphasis_balanced: bool = False
     bce_weight: float = 1.0
 
     def __post_init__(self) -> None:
@@ -47,6 +51,9 @@ class CurveLoss:
         for c, weight in self._emphasis:
             hit = (target[..., c] > self.emphasis_threshold).to(pred.dtype) * mask.to(pred.dtype)
             emphasis = emphasis + weight * (err[..., c] * hit).sum() / hit.sum().clamp(min=1.0)
+            if self.emphasis_balanced:
+                miss = (1 - hit) * mask.to(pred.dtype)
+                emphasis = emphasis + weight * (err[..., c] * miss).sum() / miss.sum().clamp(min=1.0)
         bce = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * m).sum() / (
             frames * pred.shape[-1])
         total = l1 + self.velocity_weight * velocity + emphasis + self.bce_weight * bce
