@@ -249,7 +249,7 @@ def test_flite_timbre_changes_the_rate_and_the_phone_times_with_it():
 
 @pytest.mark.parametrize("name", sorted(flite.RESERVED_VOICES))
 def test_flite_voices_of_the_reserved_speakers_are_refused(name, tmp_path, capsys):
-    with pytest.raises(flite.ReservedFliteVoiceError, match="reserved for the project's independent evaluation"):
+    with pytest.raises(festival.ReservedVoiceError, match="reserved for the project's independent evaluation"):
         flite.FliteVoice(name)
     out = tmp_path / "corpus"
     assert main(["--out", str(out), "--engines", "flite", "--clips", "2", "--flite-voices", name]) == 1

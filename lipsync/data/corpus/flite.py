@@ -26,13 +26,14 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import soundfile as sf
 
 from lipsync.data.corpus.closures import extend_stops_to_release
 from lipsync.data.corpus.espeak import Synthesis
-from lipsync.data.corpus.festival import tile_segments
+from lipsync.data.corpus.festival import ReservedVoiceError, tile_segments
 from lipsync.rigs.coarticulation import Phone
 
 VOICES = ("rms", "awb")
@@ -44,10 +45,6 @@ LICENCE_NOTE = "CMU Flite and its voices are free software (BSD-style); the audi
 
 class FliteError(RuntimeError):
     """Flite or a voice is missing, or synthesis failed; the message says what to do."""
-
-
-class ReservedFliteVoiceError(ValueError):
-    """A voice of a speaker kept for independent evaluation was asked for."""
 
 
 @dataclass(frozen=True)
@@ -64,17 +61,22 @@ class FliteVoice:
 
 def refuse_reserved(name: str) -> None:
     if name in RESERVED_VOICES:
-        raise ReservedFliteVoiceError(
+        raise ReservedVoiceError(
             f"Flite voice {name!r} is the speaker of a voice reserved for the project's independent evaluation "
             f"(kal_diphone, cmu_us_slt_arctic_hts); never train, tune or select on it. Use {', '.join(VOICES)}"
         )
 
 
 def flite_available(voice: str = "rms") -> bool:
+    return voice in _installed_voices()
+
+
+@lru_cache(maxsize=1)
+def _installed_voices() -> frozenset[str]:
+    """The voices ``flite -lv`` lists (asked once per process, not per clip)."""
     if shutil.which("flite") is None:
-        return False
-    listed = subprocess.run(["flite", "-lv"], capture_output=True, text=True).stdout
-    return voice in listed.split()
+        return frozenset()
+    return frozenset(subprocess.run(["flite", "-lv"], capture_output=True, text=True).stdout.split())
 
 
 def synthesise(text: str, voice: FliteVoice = FliteVoice()) -> Synthesis:
@@ -109,10 +111,10 @@ def parse_psdur(text: str) -> list[Phone]:
     for token in text.split():
         label, sep, end_text = token.rpartition(":")
         try:
-            end = float(end_text)
+            end = float(end_text) if sep else None
         except ValueError:
             end = None
-        if not sep or end is None:
+        if end is None:
             raise FliteError(f"flite -psdur token {token!r} is not 'phone:end_time'")
         phones.append(Phone(start, end, label))
         start = end

@@ -13,7 +13,7 @@ events for ``mb-`` voices are quantised (~65 ms) and are not used.
 Voices: the four English ones (``us1`` ... ``en1``) and English spoken
 through other languages' diphone sets (``de1-en``: espeak-ng's
 ``mb-de1-en`` maps English phonemes onto the German speaker's diphones).
-The foreign ones add sixteen more real speakers; their accent is what
+The foreign ones add eleven more real speakers; their accent is what
 MBROLA renders and the .pho says, so labels and audio still agree.
 
 Phone symbols are SAMPA-like (``p_h``, ``r=``, ``{``, ``@U``); they are
@@ -90,19 +90,23 @@ def mbrola_available(voice: str = "us1") -> bool:
 
 
 @lru_cache(maxsize=1)
-def _sampa_table() -> tuple[dict[str, str], dict[str, dict[str, str]], frozenset[str]]:
-    spec = yaml.safe_load(_TABLE.read_text(encoding="utf-8"))
-    shared = {str(k): str(v) for k, v in spec["phones"].items()}
-    overrides = {str(db): {str(k): str(v) for k, v in table.items()} for db, table in spec["overrides"].items()}
-    return shared, overrides, frozenset(spec["silence"])
+def _sampa_spec() -> dict:
+    return yaml.safe_load(_TABLE.read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=None)
+def _sampa_table(db: str) -> tuple[dict[str, str], frozenset[str]]:
+    """The symbol table of one diphone set: the shared table with that set's overrides on top."""
+    spec = _sampa_spec()
+    table = {str(k): str(v) for k, v in {**spec["phones"], **spec["overrides"].get(db, {})}.items()}
+    return table, frozenset(spec["silence"])
 
 
 def to_espeak_mnemonic(symbol: str, voice: str = "us1") -> str:
     """One MBROLA phone symbol of ``voice`` as an espeak-ng mnemonic (pauses as ``_``)."""
-    shared, overrides, silence = _sampa_table()
+    table, silence = _sampa_table(database(voice))
     if symbol in silence:
         return PAUSE
-    table = {**shared, **overrides.get(database(voice), {})}
     if symbol not in table:
         raise MbrolaError(f"MBROLA phone {symbol!r} (voice {voice}) is not in {_TABLE}; add it there with its espeak-ng mnemonic")
     return table[symbol]
