@@ -45,8 +45,9 @@ def _check_p_closures(audio: np.ndarray, sample_rate: int, phones, p_labels: set
     for k, phone in enumerate(phones):
         if phone.label not in p_labels or not 0 < k < len(phones) - 1:
             continue
-        if {phones[k - 1].label, phones[k + 1].label.lower()} & {"_", "sil", "t", "d", "k", "g"}:
-            continue  # no closing movement after a pause; no audible release before a pause or another stop
+        if {phones[k - 1].label, phones[k + 1].label.lower()} & {"_", "sil", "p", "b", "t", "d", "k", "g"}:
+            continue  # no closing movement after a pause; no audible release before a pause or another stop (or
+            # inside a geminate, Italian "cappotto": one closure over two /p/ segments)
         span = closure_span(audio, sample_rate, phone)
         assert span is not None, f"no closure found for /p/ at {phone.start:.3f} s"
         onset, release = span
@@ -190,6 +191,38 @@ def test_festival_timing_is_its_segments_and_p_closures_fall_inside_p():
         assert _check_p_closures(synth.audio, sample_rate, synth.phones, {"P"}, "arpabet") >= 3
 
 
+@pytest.mark.skipif(
+    not all(festival.festival_available(v) for v in festival.OTHER_LANGUAGE_VOICES),
+    reason=f"Festival's other languages' voices are not installed: {festival.INSTALL_HINT}",
+)
+@pytest.mark.parametrize("name", sorted(festival.OTHER_LANGUAGE_VOICES))
+def test_festival_other_languages_timing_is_its_segments_and_p_closures_fall_inside_p(name):
+    language = festival.language_of(name)
+    text = " ".join(s for s in festival.sentences(language) if "p" in s.lower())  # every sentence with a /p/
+    voice = festival.FestivalVoice(name, stretch=1.1)
+    (raw, audio, sample_rate), = festival.synthesise_raw([(text, voice)])
+    assert raw[-1].end == pytest.approx(len(audio) / sample_rate, abs=0.03)
+    synth = festival.synthesise(text, voice)
+    assert [p.label for p in synth.phones if p.label != "sil"] == [
+        festival.to_ipa(p.label, festival.LANGUAGES[language].phoneset) for p in raw if p.label not in ("#", "##", "pau")
+    ]  # stored as IPA, every one of the voice's phones known to festival_ipa.yaml
+    sounding = [p for p in synth.phones if p.label != "sil"]
+    reported = [p for p in raw if p.label not in ("#", "##", "pau") and p.end > p.start]
+    for ours, theirs in zip(sounding, reported):
+        assert ours.start == pytest.approx(theirs.start, abs=TOLERANCE) or ours.start - theirs.start <= 0.0301
+        if abs(ours.end - theirs.end) > TOLERANCE:  # only a stop extended to its late burst, by at most 30 ms
+            assert ours.label in festival.IPA_STOPS and 0 < ours.end - theirs.end <= 0.0301
+    assert _check_p_closures(synth.audio, sample_rate, synth.phones, {"p", "pː"}, "ipa") >= 5
+
+
+def test_festival_text_in_an_encoding_its_front_end_cannot_read_is_refused():
+    with pytest.raises(festival.FestivalError, match="iso-8859-2"):
+        festival.synthesise_raw([("Příliš žluťoučký kůň — ü ß", festival.FestivalVoice("czech_dita"))])
+    with pytest.raises(festival.FestivalError, match="festival_ipa.yaml"):
+        festival.to_ipa("qq", "italian")
+    assert festival.to_ipa("a1", "italian") == "a" and festival.to_ipa("#", "finnish") == "sil"
+
+
 @pytest.mark.parametrize("name", sorted(festival.RESERVED_VOICES))
 def test_reserved_festival_voices_are_refused_everywhere(name, tmp_path, capsys):
     with pytest.raises(festival.ReservedVoiceError, match="reserved for the project's independent evaluation"):
@@ -306,3 +339,30 @@ def test_mbrola_corpus_carries_its_licence_note(tmp_path, capsys):
     assert "non-commercial" in capsys.readouterr().out
     assert "non-commercial" in (out / MBROLA_NOTICE).read_text()
     assert Path(out / "stats.json").is_file()
+
+
+@pytest.mark.skipif(
+    not all(festival.festival_available(v) for v in festival.VOICES),
+    reason=f"Festival's voices are not installed: {festival.INSTALL_HINT}",
+)
+def test_festival_corpus_trains_on_every_language_and_holds_out_english_speakers(tmp_path):
+    out = tmp_path / "festival"
+    stats = make_corpus(out, 30, seed=4, engines=["festival"], progress=False)
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    voice = {r["id"]: r["speaker"].split("+")[0] for r in rows}
+    held_out = {festival.language_of(voice[r["id"]]) for r in rows if r["split"] != "train"}
+    trained = {festival.language_of(voice[r["id"]]) for r in rows if r["split"] == "train"}
+    assert held_out == {"en"} and trained == set(festival.LANGUAGES)
+    assert stats["engines"]["festival"]["phoneset"] == "arpabet+ipa"
+    assert validate_corpus(out, "oculus15", 30) == []
+    italian = next(r for r in rows if festival.language_of(voice[r["id"]]) == "it")
+    said = [s for s in festival.sentences("it") if s in italian["text"]]  # two of the language's own sentences
+    assert len(said) == 2 and len(" ".join(said)) == len(italian["text"])
+    labels = [line.split("\t")[-1] for line in (out / italian["alignment"]).read_text().splitlines()[1:]]
+    assert set(labels) - {"sil"} <= set(festival._ipa_table()[1]["italian"].values())  # stored as IPA
+
+
+def test_unknown_festival_voices_are_refused_before_writing(tmp_path, capsys):
+    out = tmp_path / "c"
+    assert main(["--out", str(out), "--engines", "festival", "--clips", "2", "--festival-voices", "nope_diphone"]) == 1
+    assert "unknown Festival voice 'nope_diphone'" in capsys.readouterr().err and not out.exists()

@@ -31,7 +31,7 @@ from lipsync.curves.csv import write_curves_csv
 from lipsync.data.alignment import write_alignment_tsv
 from lipsync.data.corpus import festival, flite, mbrola
 from lipsync.data.corpus.engines import (
-    DESCRIPTIONS, ENGINES, LICENCES, PHONESETS, EngineError, check_engines, plan_engine, speak_all,
+    DESCRIPTIONS, ENGINES, LICENCES, EngineError, check_engines, phoneset_of, plan_engine, speak_all,
 )  # fmt: skip
 from lipsync.data.corpus.espeak import PAUSE, Voice, synthesise
 from lipsync.data.corpus.sentences import compose_text
@@ -174,9 +174,11 @@ def make_multi_engine_corpus(
     plans = [c for e in engines for c in plan_engine(e, counts[e], seed, *voices)]
     records: dict[str, list] = {e: [] for e in engines}
     tallies = {e: (Counter(), Counter(), Counter(), Counter()) for e in engines}  # seconds, speech, phones, visemes
+    phonesets: dict[str, set] = {e: set() for e in engines}
     spoken = speak_all(plans)
     for clip, audio, phones in tqdm(spoken, total=len(plans), desc="clips", unit="clip", disable=not progress):
-        phoneset = PHONESETS[clip.engine]
+        phoneset = phoneset_of(clip)
+        phonesets[clip.engine].add(phoneset)
         duration = len(audio) / SAMPLE_RATE
         curves = phones_to_curves(phones, target_rig, fps, n_frames=round(duration * fps), phoneset=phoneset)
         rel = {"audio": f"audio/{clip.id}.flac", "alignment": f"alignments/{clip.id}.tsv", "curves": f"curves/{clip.id}.csv"}
@@ -195,7 +197,7 @@ def make_multi_engine_corpus(
     for e in engines:
         per_engine[e] = _stats(records[e], *tallies[e], seed, fps)
         per_engine[e]["engine"] = DESCRIPTIONS[e]
-        per_engine[e]["phoneset"] = PHONESETS[e]
+        per_engine[e]["phoneset"] = "+".join(sorted(phonesets[e]))
         per_engine[e]["licence"] = LICENCES[e]
     all_records = [r for e in engines for r in records[e]]
     stats = {

@@ -11,8 +11,11 @@ closure minus the labelled start, median over /p/ after speech):
   the closure (+22 ms) and mostly holds the burst; about 1 in 10 bursts came
   after the segment's end, so ``closures.extend_stops_to_release`` extends
   those stops (at most 30 ms).
-- ``festival``: ``utt.save.segs`` segment times. The segment starts at the
-  closure (+14 ms) and holds the burst; unchanged.
+- ``festival``: ``utt.save.segs`` segment times. English (ked): the segment
+  starts at the closure (+14 ms) and holds the burst; unchanged. The other
+  languages' voices start their /p/ 15-21 ms before the closure (medians per
+  voice) and hold the burst but for 1 in 11 Catalan ones (<= 10 ms late),
+  which are extended to it as for MBROLA.
 - ``flite``: ``flite -psdur`` segment end times of the clustergen voices.
   The segment starts before the closure (+20 ms); late bursts (< 5%) are
   covered as for MBROLA.
@@ -20,7 +23,9 @@ closure minus the labelled start, median over /p/ after speech):
 Splits are speaker-disjoint within each engine, as in the espeak-only
 corpus: a speaker is ``voice+variant`` and val/test hear only variants that
 train never does (espeak variants; pitch profiles for MBROLA and Festival;
-timbre profiles for Flite).
+timbre profiles for Flite). Festival's other languages' voices speak in
+train only: their pitch models ignore the profiles, so a held-out profile
+would not be an unheard speaker; val/test stay English (ked_diphone).
 """
 from __future__ import annotations
 
@@ -38,18 +43,18 @@ from lipsync.data.corpus.sentences import compose_text
 from lipsync.rigs.coarticulation import Phone
 
 ENGINES = ("espeak", "mbrola", "festival", "flite")
-# Phone set of each engine's alignments (lipsync.rigs.phonemes tables).
+# Phone set of each engine's alignments (lipsync.rigs.phonemes tables); Festival's depends on the voice.
 PHONESETS = {"espeak": "espeak", "mbrola": "espeak", "festival": "arpabet", "flite": "arpabet"}
 DESCRIPTIONS = {
     "espeak": "espeak-ng (libespeak-ng phoneme events, stops moved over their closures)",
     "mbrola": "MBROLA diphone voices driven by espeak-ng --pho (timing: cumulative .pho durations)",
-    "festival": "Festival diphone voices (timing: utt.save.segs segment ends)",
+    "festival": "Festival voices, English and other languages (timing: utt.save.segs segment ends)",
     "flite": "CMU Flite clustergen voices (timing: flite -psdur segment ends)",
 }
 LICENCES = {
     "espeak": "espeak-ng output audio is not covered by espeak-ng's licence",
     "mbrola": mbrola.LICENCE_NOTE,
-    "festival": "Festival and its ked_diphone voice are free software (BSD-style); the audio may be shipped",
+    "festival": "Festival and its voices used here are free software (Debian main); the audio may be shipped",
     "flite": flite.LICENCE_NOTE,
 }
 # Pitch profiles: MBROLA frequency ratio (mbrola -f), Festival (target F0 mean, spread) in Hz.
@@ -86,6 +91,7 @@ def check_engines(
     """Fail before any synthesis if an engine or voice is unknown, reserved or not installed."""
     for name in festival_voices:
         festival.refuse_reserved(name)
+        festival.language_of(name)  # unknown voices fail here, before any synthesis
     for name in flite_voices:
         flite.refuse_reserved(name)
     for engine in engines:
@@ -143,15 +149,26 @@ def plan_engine(
             voice = flite.FliteVoice(name, round(rng.uniform(0.8, 1.3), 3), FLITE_PROFILES[profile])
             speaker = f"{name}+{profile}"
         else:
-            name = rng.choice(festival_voices)
+            by_language: dict[str, list[str]] = {}
+            for v in festival_voices:
+                by_language.setdefault(festival.language_of(v), []).append(v)
+            # Train: each language equally often, then a voice of it; val/test: English when given.
+            language = rng.choice(sorted(by_language)) if split == "train" or "en" not in by_language else "en"
+            name = rng.choice(by_language[language])
             f0_mean, f0_std = FESTIVAL_PROFILES[profile]
             voice = festival.FestivalVoice(name, round(rng.uniform(0.75, 1.35), 3), f0_mean, f0_std)
             speaker = f"{name}+{profile}"
-        text = compose_text(rng, n_sentences=1)
+        language = festival.language_of(voice.name) if engine == "festival" else "en"
+        text = compose_text(rng, n_sentences=1) if language == "en" else festival.compose_text(rng, language)
         clips.append(
             EngineClip(f"{engine}{i:05d}", engine, split, text, voice, speaker, rng.uniform(0.05, 0.2), rng.uniform(0.05, 0.2))
         )
     return clips
+
+
+def phoneset_of(clip: EngineClip) -> str:
+    """The phone set of this clip's alignment."""
+    return festival.phoneset_of(clip.voice.name) if clip.engine == "festival" else PHONESETS[clip.engine]
 
 
 def speak_all(clips: list[EngineClip], batch: int = 40) -> Iterator[tuple[EngineClip, np.ndarray, list[Phone]]]:
@@ -174,7 +191,7 @@ def speak_all(clips: list[EngineClip], batch: int = 40) -> Iterator[tuple[Engine
 
 def _pad(clip: EngineClip, synth: Synthesis) -> tuple[np.ndarray, list[Phone]]:
     """Resample to 16 kHz, add the planned silence, and cover it with pause phones."""
-    pause = festival.PAUSE if PHONESETS[clip.engine] == "arpabet" else PAUSE
+    pause = PAUSE if PHONESETS[clip.engine] == "espeak" else festival.PAUSE
     speech = resample(synth.audio.astype(np.float32), synth.sample_rate, SAMPLE_RATE)
     lead, tail = round(clip.lead_silence * SAMPLE_RATE), round(clip.tail_silence * SAMPLE_RATE)
     audio = np.concatenate([np.zeros(lead, np.float32), speech, np.zeros(tail, np.float32)])

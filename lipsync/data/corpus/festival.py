@@ -4,8 +4,12 @@ One ``festival -b`` process speaks a batch of texts: for each it sets the
 rate (``Duration_Stretch``) and the pitch model's target mean and spread
 (``int_lr_params``), synthesises, and saves the wave and the segments
 (``utt.save.segs``: each segment's end time; the last one within 4 ms of
-the audio's end, measured). Segment labels are Festival's radio phone set
-(lower-case ARPAbet, ``pau`` for pauses); alignments store them as ARPAbet.
+the audio's end, measured). English segment labels are Festival's radio
+phone set (lower-case ARPAbet, ``pau`` for pauses); alignments store them as
+ARPAbet. The other languages' voices (Italian, Czech, Catalan) have
+their own phone sets; alignments store those as IPA
+(``rigs/phonemes/festival_ipa.yaml``), and each language's text goes to
+Festival in the encoding its front end reads.
 
 Two Festival voices are reserved for the project's independent evaluation
 and refused here: ``kal_diphone`` and ``cmu_us_slt_arctic_hts``. Never
@@ -13,6 +17,9 @@ train, tune or select models on them.
 """
 from __future__ import annotations
 
+import functools
+import random
+import re
 import shutil
 import subprocess
 import tempfile
@@ -20,15 +27,52 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import soundfile as sf
+import yaml
 
+from lipsync.data.corpus.closures import extend_stops_to_release
 from lipsync.data.corpus.espeak import Synthesis
 from lipsync.rigs.coarticulation import Phone
 
 RESERVED_VOICES = frozenset({"kal_diphone", "cmu_us_slt_arctic_hts"})
-VOICES = ("ked_diphone",)  # English voices in Debian main that are not reserved (festvox-kdlpc16k)
+ENGLISH_VOICES = ("ked_diphone",)  # English voices in Debian main that are not reserved (festvox-kdlpc16k)
+
+
+@dataclass(frozen=True)
+class Language:
+    phoneset: str  # "radio" (English, stored as ARPAbet) or a phone set of festival_ipa.yaml (stored as IPA)
+    encoding: str  # what the language's text front end reads
+    package: str  # Debian package(s) of its voices
+
+
+LANGUAGES = {
+    "en": Language("radio", "ascii", "festvox-kdlpc16k"),
+    "it": Language("italian", "latin-1", "festvox-italp16k festvox-itapc16k"),
+    "cs": Language("czech", "iso-8859-2", "festvox-czech-dita festvox-czech-krb festvox-czech-machac"),
+    "ca": Language("catalan", "latin-1", "festvox-ca-ona-hts"),
+}
+# Voices of other languages (all in Debian main): real speakers' diphones, and one HTS voice (upc_ca_ona_hts).
+# Left out after measuring /p/ on the texts: czech_ph and the Finnish suo_fi_lj_diphone, hy_fi_mv_diphone
+# label their segments 30-100 ms ahead of the audio (the closure starts 50-80 ms into the labelled /p/
+# and the burst comes after the next phone has begun), so their timing cannot be trusted.
+OTHER_LANGUAGE_VOICES = {
+    "lp_diphone": "it", "pc_diphone": "it",
+    "czech_dita": "cs", "czech_krb": "cs", "czech_machac": "cs",
+    "upc_ca_ona_hts": "ca",
+}  # fmt: skip
+VOICE_LANGUAGES = {**{v: "en" for v in ENGLISH_VOICES}, **OTHER_LANGUAGE_VOICES}
+VOICES = tuple(VOICE_LANGUAGES)
 VOICE_DIR = Path("/usr/share/festival/voices")
-PAUSE = "sil"  # Festival's "pau", in ARPAbet spelling
-INSTALL_HINT = "install it (Debian: apt-get install festival festvox-kdlpc16k, or scripts/install_engines.sh)"
+PAUSE = "sil"  # Festival's pause labels, in the spelling both ARPAbet and IPA tables read as silence
+INSTALL_HINT = (
+    "install it (Debian: apt-get install festival " + " ".join(lang.package for lang in LANGUAGES.values())
+    + ", or scripts/install_engines.sh)"
+)
+_PHONE_TABLE = Path(__file__).resolve().parents[2] / "rigs" / "phonemes" / "festival_ipa.yaml"
+_TEXT_DIR = Path(__file__).resolve().parent / "texts"
+# Stops of the other languages, as stored (IPA). Measured on 14-23 /p/ per voice: the Catalan voice
+# releases up to 10 ms after the segment's end in 1 of 11, so these stops are extended to a late burst
+# as for MBROLA; English (ked) holds its bursts and is left as Festival says.
+IPA_STOPS = frozenset(s + long for s in ("p", "b", "t", "d", "k", "g", "c", "ɟ", "ts", "dz", "tʃ", "dʒ") for long in ("", "ː"))
 
 
 class FestivalError(RuntimeError):
@@ -64,13 +108,43 @@ def festival_available(voice: str = "ked_diphone") -> bool:
     return shutil.which("festival") is not None and any(VOICE_DIR.glob(f"*/{voice}"))
 
 
+def language_of(voice: str) -> str:
+    if voice not in VOICE_LANGUAGES:
+        raise FestivalError(f"unknown Festival voice {voice!r}; known voices: {', '.join(VOICES)}")
+    return VOICE_LANGUAGES[voice]
+
+
+def phoneset_of(voice: str) -> str:
+    """The phone set (lipsync.rigs.phonemes) this voice's alignments are stored in."""
+    return "arpabet" if language_of(voice) == "en" else "ipa"
+
+
+@functools.lru_cache(maxsize=None)
+def sentences(language: str) -> tuple[str, ...]:
+    """The project's own sentences for a language other than English (corpus/texts/<language>.txt)."""
+    lines = (_TEXT_DIR / f"{language}.txt").read_text(encoding="utf-8").splitlines()
+    return tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def compose_text(rng: random.Random, language: str) -> str:
+    """Two different sentences of the language, drawn from ``rng``."""
+    return " ".join(rng.sample(sentences(language), 2))
+
+
 def synthesise(text: str, voice: FestivalVoice = FestivalVoice()) -> Synthesis:
     return synthesise_batch([(text, voice)])[0]
 
 
 def synthesise_batch(items: list[tuple[str, FestivalVoice]]) -> list[Synthesis]:
     """Speak each (text, voice) in one Festival process; phones (ARPAbet) tile each clip's audio."""
-    return [Synthesis(audio, sr, tile_segments(segs, len(audio) / sr)) for segs, audio, sr in synthesise_raw(items)]
+    out = []
+    for (segs, audio, sr), (_, voice) in zip(synthesise_raw(items), items):
+        language = language_of(voice.name)
+        phones = tile_segments(segs, len(audio) / sr, language)
+        if language != "en":
+            phones = extend_stops_to_release(phones, audio, sr, IPA_STOPS)
+        out.append(Synthesis(audio, sr, phones))
+    return out
 
 
 def synthesise_raw(items: list[tuple[str, FestivalVoice]]) -> list[tuple[list[Phone], object, int]]:
@@ -81,7 +155,7 @@ def synthesise_raw(items: list[tuple[str, FestivalVoice]]) -> list[tuple[list[Ph
             raise FestivalError(f"Festival voice {voice.name!r} is not installed; {INSTALL_HINT}")
     with tempfile.TemporaryDirectory(prefix="lipsync-festival-") as tmp:
         script = [_utterance_scheme(text, voice, Path(tmp) / f"u{i}") for i, (text, voice) in enumerate(items)]
-        (Path(tmp) / "batch.scm").write_text("\n".join(script) + "\n", encoding="utf-8")
+        (Path(tmp) / "batch.scm").write_bytes(b"".join(script))
         result = subprocess.run(["festival", "-b", str(Path(tmp) / "batch.scm")], capture_output=True, text=True)
         out = []
         for i in range(len(items)):
@@ -95,8 +169,16 @@ def synthesise_raw(items: list[tuple[str, FestivalVoice]]) -> list[tuple[list[Ph
     return out
 
 
-def _utterance_scheme(text: str, voice: FestivalVoice, stem: Path) -> str:
+def _utterance_scheme(text: str, voice: FestivalVoice, stem: Path) -> bytes:
     quoted = text.replace("\\", " ").replace('"', "'")
+    encoding = LANGUAGES[language_of(voice.name)].encoding
+    try:
+        quoted.encode(encoding)
+    except UnicodeEncodeError as err:
+        raise FestivalError(
+            f"text for Festival voice {voice.name!r} has {quoted[err.start:err.end]!r}, which its front end's "
+            f"encoding ({encoding}) cannot write: {text[:60]!r}"
+        ) from None
     return (
         f"(voice_{voice.name})\n"
         f"(Parameter.set 'Duration_Stretch {voice.stretch:.3f})\n"
@@ -104,8 +186,8 @@ def _utterance_scheme(text: str, voice: FestivalVoice, stem: Path) -> str:
         f"(model_f0_mean 170) (model_f0_std 34)))\n"
         f'(set! utt (utt.synth (Utterance Text "{quoted}")))\n'
         f'(utt.save.wave utt "{stem}.wav" \'riff)\n'
-        f'(utt.save.segs utt "{stem}.segs")'
-    )
+        f'(utt.save.segs utt "{stem}.segs")\n'
+    ).encode(encoding)
 
 
 def parse_segs(text: str) -> list[Phone]:
@@ -129,11 +211,34 @@ def to_arpabet(label: str) -> str:
     return PAUSE if label in ("pau", "#", "") else label.upper()
 
 
-def tile_segments(segs: list[Phone], duration: float) -> list[Phone]:
-    """ARPAbet labels, zero-length segments dropped, pauses merged, the last phone ending with the audio."""
+@functools.lru_cache(maxsize=None)
+def _ipa_table() -> tuple[frozenset[str], dict[str, dict[str, str]]]:
+    table = yaml.safe_load(_PHONE_TABLE.read_text(encoding="utf-8"))
+    return frozenset(table["silence"]), {k: {str(a): b for a, b in v.items()} for k, v in table["phonesets"].items()}
+
+
+def to_ipa(label: str, phoneset: str) -> str:
+    """A label of one of Festival's other phone sets as IPA; a stress digit (a1) is dropped."""
+    silence, tables = _ipa_table()
+    if label in silence or label == "":
+        return PAUSE
+    table = tables[phoneset]
+    for key in (label, re.sub(r"(?<=\D)[0-9]$", "", label)):
+        if key in table:
+            return table[key]
+    raise FestivalError(f"Festival phone {label!r} of the {phoneset} phone set is not in {_PHONE_TABLE}; add it there")
+
+
+def to_label(label: str, language: str) -> str:
+    """Festival's label as alignments store it: ARPAbet for English, IPA otherwise."""
+    return to_arpabet(label) if language == "en" else to_ipa(label, LANGUAGES[language].phoneset)
+
+
+def tile_segments(segs: list[Phone], duration: float, language: str = "en") -> list[Phone]:
+    """Stored labels (``to_label``), zero-length segments dropped, pauses merged, the last phone ending with the audio."""
     out: list[Phone] = []
     for p in segs:
-        label = to_arpabet(p.label)
+        label = to_label(p.label, language)
         start, end = min(p.start, duration), min(p.end, duration)
         if end <= start:
             continue
