@@ -70,7 +70,7 @@ INSTALL_HINT = (
 _PHONE_TABLE = Path(__file__).resolve().parents[2] / "rigs" / "phonemes" / "festival_ipa.yaml"
 _TEXT_DIR = Path(__file__).resolve().parent / "texts"
 # Stops of the other languages, as stored (IPA). Measured on 14-23 /p/ per voice: the Catalan voice
-# releases up to 10 ms after the segment's end in 1 of 11, so these stops are extended to a late burst
+# releases up to 10 ms after the segment's end in about 1 of 11, so these stops are extended to a late burst
 # as for MBROLA; English (ked) holds its bursts and is left as Festival says.
 IPA_STOPS = frozenset(s + long for s in ("p", "b", "t", "d", "k", "g", "c", "ɟ", "ts", "dz", "tʃ", "dʒ") for long in ("", "ː"))
 
@@ -136,7 +136,7 @@ def synthesise(text: str, voice: FestivalVoice = FestivalVoice()) -> Synthesis:
 
 
 def synthesise_batch(items: list[tuple[str, FestivalVoice]]) -> list[Synthesis]:
-    """Speak each (text, voice) in one Festival process; phones (ARPAbet) tile each clip's audio."""
+    """Speak each (text, voice) in one Festival process; phones (ARPAbet, IPA for other languages) tile each clip."""
     out = []
     for (segs, audio, sr), (_, voice) in zip(synthesise_raw(items), items):
         language = language_of(voice.name)
@@ -156,7 +156,9 @@ def synthesise_raw(items: list[tuple[str, FestivalVoice]]) -> list[tuple[list[Ph
     with tempfile.TemporaryDirectory(prefix="lipsync-festival-") as tmp:
         script = [_utterance_scheme(text, voice, Path(tmp) / f"u{i}") for i, (text, voice) in enumerate(items)]
         (Path(tmp) / "batch.scm").write_bytes(b"".join(script))
-        result = subprocess.run(["festival", "-b", str(Path(tmp) / "batch.scm")], capture_output=True, text=True)
+        result = subprocess.run(  # the other languages' front ends print in their own encodings
+            ["festival", "-b", str(Path(tmp) / "batch.scm")], capture_output=True, text=True, errors="replace"
+        )
         out = []
         for i in range(len(items)):
             wav, segs = Path(tmp) / f"u{i}.wav", Path(tmp) / f"u{i}.segs"
