@@ -366,3 +366,12 @@ def test_unknown_festival_voices_are_refused_before_writing(tmp_path, capsys):
     out = tmp_path / "c"
     assert main(["--out", str(out), "--engines", "festival", "--clips", "2", "--festival-voices", "nope_diphone"]) == 1
     assert "unknown Festival voice 'nope_diphone'" in capsys.readouterr().err and not out.exists()
+
+
+def test_english_only_festival_plans_keep_the_draws_of_earlier_corpora():
+    # Recorded from the builder before other languages existed (a 215-clip corpus of it rebuilt byte-identically).
+    plan = engines.plan_engine("festival", 6, 1, (), ("ked_diphone",))
+    assert [(c.split, c.text, c.voice.stretch, c.speaker) for c in plan[:2]] == [
+        ("train", "Both boys enjoyed the usual pleasure of humming at noon.", 0.85, "ked_diphone+high"),
+        ("val", "Hmm, maybe Ruth left the feather behind the pool.", 1.017, "ked_diphone+deep"),
+    ]

@@ -152,8 +152,12 @@ def plan_engine(
             by_language: dict[str, list[str]] = {}
             for v in festival_voices:
                 by_language.setdefault(festival.language_of(v), []).append(v)
-            # Train: each language equally often, then a voice of it; val/test: English when given.
-            language = rng.choice(sorted(by_language)) if split == "train" or "en" not in by_language else "en"
+            # Train: each language equally often, then a voice of it; val/test: English when given. With
+            # English voices only, the draws are those of the English-only builder (its corpora rebuild).
+            if len(by_language) > 1 and (split == "train" or "en" not in by_language):
+                language = rng.choice(sorted(by_language))
+            else:
+                language = "en" if "en" in by_language else next(iter(by_language))
             name = rng.choice(by_language[language])
             f0_mean, f0_std = FESTIVAL_PROFILES[profile]
             voice = festival.FestivalVoice(name, round(rng.uniform(0.75, 1.35), 3), f0_mean, f0_std)
