@@ -137,9 +137,13 @@ def plan_engine(
     n_eval = max(1, round(HELD_OUT_FRACTION * n_clips)) if n_clips >= 3 else 0
     splits = ["val"] * n_eval + ["test"] * n_eval + ["train"] * (n_clips - 2 * n_eval)
     rng.shuffle(splits)
+    by_language: dict[str, list[str]] = {}  # Festival's voices per language
+    for v in festival_voices if engine == "festival" else ():
+        by_language.setdefault(festival.language_of(v), []).append(v)
     clips = []
     for i, split in enumerate(splits):
         profile = rng.choice(pools[split])
+        language = "en"
         if engine == "mbrola":
             name = rng.choice(mbrola_voices)
             voice = mbrola.MbrolaVoice(name, rng.randint(130, 260), rng.randint(25, 75), MBROLA_PROFILES[profile])
@@ -149,9 +153,6 @@ def plan_engine(
             voice = flite.FliteVoice(name, round(rng.uniform(0.8, 1.3), 3), FLITE_PROFILES[profile])
             speaker = f"{name}+{profile}"
         else:
-            by_language: dict[str, list[str]] = {}
-            for v in festival_voices:
-                by_language.setdefault(festival.language_of(v), []).append(v)
             # Train: each language equally often, then a voice of it; val/test: English when given. With
             # English voices only, the draws are those of the English-only builder (its corpora rebuild).
             if len(by_language) > 1 and (split == "train" or "en" not in by_language):
@@ -162,7 +163,6 @@ def plan_engine(
             f0_mean, f0_std = FESTIVAL_PROFILES[profile]
             voice = festival.FestivalVoice(name, round(rng.uniform(0.75, 1.35), 3), f0_mean, f0_std)
             speaker = f"{name}+{profile}"
-        language = festival.language_of(voice.name) if engine == "festival" else "en"
         text = compose_text(rng, n_sentences=1) if language == "en" else festival.compose_text(rng, language)
         clips.append(
             EngineClip(f"{engine}{i:05d}", engine, split, text, voice, speaker, rng.uniform(0.05, 0.2), rng.uniform(0.05, 0.2))

@@ -148,7 +148,7 @@ def synthesise_batch(items: list[tuple[str, FestivalVoice]]) -> list[Synthesis]:
 
 
 def synthesise_raw(items: list[tuple[str, FestivalVoice]]) -> list[tuple[list[Phone], object, int]]:
-    """Per item: Festival's segments as it reports them (radio labels), the float32 audio and its rate."""
+    """Per item: Festival's segments as it reports them (its phone set's labels), the float32 audio and its rate."""
     for _, voice in items:
         refuse_reserved(voice.name)
         if not festival_available(voice.name):
