@@ -1,9 +1,16 @@
 """Augmentation that makes clean synthetic speech sound like real recordings.
 
 Applied per training window on 16 kHz float32 audio, each effect with its
-own probability, in the order sound travels: the speaker (speed, vocal
-tract length), the room (reverberation, background noise), the microphone
-(EQ), the channel (telephone band, lossy codec), the level (gain).
+own probability, in the order sound travels: the source (``no_speech``
+replaces the window by room tone, hum or noise alone, posed at rest), the
+speaker (speed, vocal tract length), the room (reverberation, background
+noise), the microphone (EQ), the channel (telephone band, lossy codec), the
+level (gain).
+
+``no_speech`` is there because synthetic corpora have no recording without a
+voice in it: their pauses are digital silence or a faint floor, so a model
+trained on them reads steady noise at speech level as speech (measured: pink
+noise gave lip closures).
 
 Every effect but ``speed`` keeps the timing: filters are zero-phase,
 reverberation is causal with the direct sound at lag 0, codec delays are
@@ -29,9 +36,10 @@ from scipy import signal
 
 from lipsync.audio import SAMPLE_RATE, num_frames
 
-EFFECTS = ("speed", "formant", "reverb", "noise", "eq", "telephone", "codec", "gain")
+EFFECTS = ("no_speech", "speed", "formant", "reverb", "noise", "eq", "telephone", "codec", "gain")
 # Each effect's defaults; a config overrides any of them (``p`` is the probability per window).
 DEFAULTS: dict[str, dict] = {
+    "no_speech": {"p": 0.0, "min_dbfs": -60.0, "max_dbfs": -15.0, "kinds": ["white", "pink", "brown", "hum"]},
     "speed": {"p": 0.0, "min_factor": 0.9, "max_factor": 1.1},
     "formant": {"p": 0.0, "min_factor": 0.88, "max_factor": 1.12},
     "reverb": {"p": 0.0, "min_rt60": 0.2, "max_rt60": 0.8, "min_drr_db": 0.0, "max_drr_db": 12.0},
@@ -41,6 +49,8 @@ DEFAULTS: dict[str, dict] = {
     "codec": {"p": 0.0, "formats": ["mp3", "ogg"], "min_quality": 0.2, "max_quality": 0.9},
     "gain": {"p": 0.0, "min_db": -12.0, "max_db": 6.0},
 }
+NO_SPEECH_KINDS = ("white", "pink", "brown", "hum")  # not babble: other voices would be speech
+NOISE_KINDS = NO_SPEECH_KINDS + ("babble",)
 BABBLE_POOL = 32  # recent windows kept for babble
 RATE_STEP = 200  # Hz: warped rates are multiples of it, so resampling filters stay short (factor steps ~1.3%)
 _CODECS = {"mp3": ("MP3", "MPEG_LAYER_III"), "ogg": ("OGG", "VORBIS")}
@@ -59,13 +69,31 @@ class Augmenter:
     it the augmenter's own generator, seeded with ``seed``, is used.
     """
 
-    def __init__(self, config: Mapping | None, seed: int = 0, fps: float = 30.0, sample_rate: int = SAMPLE_RATE):
+    def __init__(
+        self,
+        config: Mapping | None,
+        seed: int = 0,
+        fps: float = 30.0,
+        sample_rate: int = SAMPLE_RATE,
+        rest_pose: np.ndarray | None = None,
+    ):
         if sample_rate != SAMPLE_RATE:
             raise AugmentConfigError(f"augmentation works on {SAMPLE_RATE} Hz audio, not {sample_rate} Hz")
         config = config or {}
         self.enabled = bool(config.get("enabled", True))
         self.fps = float(fps)
         self.effects = _effect_settings(config.get("effects") or {})
+        if self.effects["no_speech"]["p"] > 0 and rest_pose is None:
+            raise AugmentConfigError(
+                "augment.effects.no_speech needs the rig's rest pose, and this rig has none (it is not posed from "
+                "visemes: add a from_oculus15 table with a 'sil' entry to the rig file, or set "
+                "augment.effects.no_speech.p=0)"
+            )
+        for name, allowed in (("no_speech", NO_SPEECH_KINDS), ("noise", NOISE_KINDS)):
+            bad = sorted(set(self.effects[name]["kinds"]) - set(allowed))
+            if bad:
+                raise AugmentConfigError(f"augment.effects.{name}.kinds: unknown {bad}; use any of {', '.join(allowed)}")
+        self.rest_pose = None if rest_pose is None else np.asarray(rest_pose, dtype=np.float32)
         self.rng = np.random.default_rng(seed)
         self.babble_pool: deque[np.ndarray] = deque(maxlen=BABBLE_POOL)
 
@@ -86,7 +114,9 @@ class Augmenter:
             settings = self.effects[name]
             if settings["p"] <= 0 or rng.random() >= settings["p"]:
                 continue
-            if name == "speed":
+            if name == "no_speech":
+                audio, curves = no_speech(len(audio), len(curves), self.rest_pose, rng, settings)
+            elif name == "speed":
                 factor = rng.uniform(settings["min_factor"], settings["max_factor"])
                 audio, curves = change_speed(audio, curves, factor, self.fps)
             elif name == "noise":
@@ -122,6 +152,20 @@ def _within_unit_range(audio: np.ndarray) -> np.ndarray:
     if peak > 1.0:  # a limiter, not clipping: the level is random anyway
         audio = audio / peak
     return np.clip(audio, -1.0, 1.0)
+
+
+# --- the source ----------------------------------------------------------------
+
+
+def no_speech(
+    n_samples: int, n_frames: int, rest_pose: np.ndarray, rng: np.random.Generator, settings: Mapping
+) -> tuple[np.ndarray, np.ndarray]:
+    """A window with no voice in it: one kind of noise at an RMS level in [min_dbfs, max_dbfs], and the rest pose."""
+    level_db = rng.uniform(settings["min_dbfs"], settings["max_dbfs"])
+    noise = make_noise(str(rng.choice(list(settings["kinds"]))), n_samples, rng, [])
+    noise *= 10 ** (level_db / 20) / max(float(np.sqrt(np.mean(noise**2))), 1e-20)
+    curves = np.broadcast_to(rest_pose, (n_frames, len(rest_pose))).copy()
+    return noise.astype(np.float32), curves
 
 
 # --- the speaker ---------------------------------------------------------------
@@ -221,9 +265,18 @@ def make_noise(kind: str, n: int, rng: np.random.Generator, babble: list) -> np.
         spectrum = np.fft.rfft(rng.standard_normal(n))
         spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))  # 1/f power
         return np.fft.irfft(spectrum, n)
+    if kind == "brown":  # 1/f² power: the rumble of a room, traffic, a fan
+        spectrum = np.fft.rfft(rng.standard_normal(n))
+        spectrum /= np.maximum(np.arange(len(spectrum)), 1)
+        return np.fft.irfft(spectrum, n)
+    if kind == "hum":  # mains hum (50 or 60 Hz and its harmonics) over a faint hiss
+        t = np.arange(n) / SAMPLE_RATE
+        mains = rng.choice([50.0, 60.0])
+        hum = sum(rng.uniform(0.2, 1.0) / k * np.sin(2 * np.pi * k * mains * t + rng.uniform(0, 2 * np.pi)) for k in range(1, 6))
+        return hum + 0.05 * rng.standard_normal(n)
     if kind == "babble":
         return _babble(n, rng, babble)
-    raise AugmentConfigError(f"unknown noise kind {kind!r}; use white, pink or babble")
+    raise AugmentConfigError(f"unknown noise kind {kind!r}; use white, pink, brown, hum or babble")
 
 
 def _babble(n: int, rng: np.random.Generator, pool: list) -> np.ndarray:

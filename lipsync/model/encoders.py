@@ -150,6 +150,11 @@ class LogMelEncoder(_Encoder):
     noise floor's spectral shape is left, which differs between synthesizers
     and microphones.
 
+    ``lifter``: keep only the first ``lifter`` cepstral coefficients of each
+    log-mel frame (the spectral envelope), dropping the pitch harmonics and
+    the fine structure of the excitation, which differ most between a
+    formant synthesizer, diphones and a vocoder while the mouth shape does not.
+
     spec_augment (training only; eval and export never see it): per clip, a
     random spectral tilt and smooth EQ curve (``tilt_db``, ``eq_db``: the most
     dB added at either end of the mel axis) and ``freq_masks`` bands of up to
@@ -165,10 +170,14 @@ class LogMelEncoder(_Encoder):
         n_fft: int = 400,
         spec_augment: dict | None = None,
         level: bool = False,
+        lifter: int | None = None,
     ):
         super().__init__()
         self.spec_augment = SpecAugment(n_mels, **spec_augment) if spec_augment else None
         self.level = level
+        if lifter is not None and not 0 < lifter <= n_mels:
+            raise ValueError(f"model.encoder.lifter={lifter} must be in [1, n_mels={n_mels}] or null")
+        self.lifter = lifter
         import torchaudio.functional as AF
 
         self.hop, self.n_fft = sample_rate // 100, n_fft
@@ -179,6 +188,12 @@ class LogMelEncoder(_Encoder):
         self.register_buffer("dft", basis.unsqueeze(1).float(), persistent=False)  # [2F, 1, n_fft]
         fbank = AF.melscale_fbanks(n_fft // 2 + 1, 0.0, sample_rate / 2, n_mels, sample_rate)
         self.register_buffer("fbank", fbank.T.contiguous(), persistent=False)  # [n_mels, F]
+        if lifter is not None:  # keep the first `lifter` cepstral coefficients: an orthonormal DCT-II projection
+            i = torch.arange(n_mels, dtype=torch.float64)
+            dct = torch.cos(torch.pi / n_mels * (i + 0.5) * torch.arange(lifter, dtype=torch.float64)[:, None])
+            dct = dct * torch.sqrt(torch.full((lifter, 1), 2.0 / n_mels))
+            dct[0] /= 2**0.5
+            self.register_buffer("smooth", (dct.T @ dct).float(), persistent=False)  # [n_mels, n_mels]
         self.norm = nn.LayerNorm(n_mels)
         self.conv1 = nn.Conv1d(n_mels + int(level), hidden, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(hidden, hidden, kernel_size=3, stride=2, padding=1)
@@ -197,6 +212,8 @@ class LogMelEncoder(_Encoder):
         spec = F.conv1d(padded, self.dft, stride=self.hop)  # [B, 2F, T100]
         real, imag = spec.chunk(2, dim=1)
         mel = torch.matmul(self.fbank, real * real + imag * imag).clamp(min=1e-5).log()  # [B, n_mels, T100]
+        if self.lifter is not None:
+            mel = torch.matmul(self.smooth, mel)
         if self.training and self.spec_augment is not None:
             mel = self.spec_augment.colour(mel)
         x = self.norm(mel.transpose(1, 2)).transpose(1, 2)

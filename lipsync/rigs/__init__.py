@@ -36,6 +36,11 @@ class Rig:
     def __len__(self) -> int:
         return len(self.channels)
 
+    @property
+    def rest_pose(self) -> np.ndarray | None:
+        """The pose for silence (the ``sil`` viseme's row), or None for a rig not posed from visemes."""
+        return None if self.from_oculus15 is None else self.from_oculus15[VISEMES.index("sil")]
+
     def index(self, channel: str) -> int:
         try:
             return self.channels.index(channel)

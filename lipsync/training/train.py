@@ -84,7 +84,8 @@ def train(cfg: DictConfig) -> int:
     val_clips = [c for c in clips if c.split == "val"]
     if not train_clips:
         raise ValueError(f"{cfg.data.root}: no clips with split 'train' (or no split) to train on")
-    augment = Augmenter(cfg.augment, seed=cfg.seed, fps=cfg.data.fps) if cfg.augment.enabled else None
+    augment = (Augmenter(cfg.augment, seed=cfg.seed, fps=cfg.data.fps, rest_pose=rig.rest_pose)
+               if cfg.augment.enabled else None)
     train_set = WindowDataset(train_clips, cfg.data.fps, cfg.data.window_seconds, seed=cfg.seed,
                               windows_per_clip=cfg.data.windows_per_clip, augment=augment)
     sampler = EpochSampler(train_set, seed=cfg.seed)

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from lipsync.audio import SAMPLE_RATE, num_frames
+from lipsync.rigs import load_rig
 from lipsync.data.augment import (
     DEFAULTS,
     EFFECTS,
@@ -15,6 +16,7 @@ from lipsync.data.augment import (
     Augmenter,
     add_noise,
     change_speed,
+    make_noise,
     synthetic_rir,
 )
 
@@ -66,7 +68,7 @@ def _only(effect: str, **options) -> dict:
     return {"enabled": True, "effects": {effect: {"p": 1.0, **options}}}
 
 
-@pytest.mark.parametrize("effect", [e for e in EFFECTS if e not in ("speed", "gain")])
+@pytest.mark.parametrize("effect", [e for e in EFFECTS if e not in ("no_speech", "speed", "gain")])
 def test_every_timing_preserving_effect_keeps_length_and_lag_zero(effect):
     audio = _speechlike()
     curves = _curves_for(audio)
@@ -112,6 +114,40 @@ def test_silent_windows_get_a_quiet_noise_floor_not_nan():
     assert np.isfinite(out).all() and 1e-4 < np.sqrt(np.mean(out**2)) < 3e-3  # about -60 dBFS room tone
 
 
+@pytest.mark.parametrize("rig_name", ["oculus15", "arkit52"])
+def test_no_speech_windows_are_noise_at_the_asked_level_posed_at_rest(rig_name):
+    rig = load_rig(rig_name)
+    audio = _speechlike()
+    curves = np.random.default_rng(0).uniform(0, 1, (num_frames(len(audio), FPS), len(rig))).astype(np.float32)
+    augmenter = Augmenter(_only("no_speech", min_dbfs=-40.0, max_dbfs=-20.0), seed=3, fps=FPS, rest_pose=rig.rest_pose)
+    levels = []
+    for _ in range(8):
+        out, out_curves = augmenter(audio, curves)
+        assert len(out) == len(audio) and out_curves.shape == curves.shape
+        np.testing.assert_array_equal(out_curves, np.broadcast_to(rig.rest_pose, curves.shape))
+        assert abs(np.corrcoef(out, audio)[0, 1]) < 0.05  # none of the voice is left
+        levels.append(10 * np.log10(np.mean(out.astype(np.float64) ** 2)))
+    assert min(levels) >= -40.5 and max(levels) <= -19.5 and max(levels) - min(levels) > 3
+    assert rig.rest_pose[rig.channels.index("sil")] == 1.0 if rig_name == "oculus15" else not rig.rest_pose.any()
+
+
+def test_noise_kinds_have_their_spectral_slope():
+    rng = np.random.default_rng(0)
+    n = 4 * SAMPLE_RATE
+    freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
+    low, high = (freqs > 100) & (freqs < 200), (freqs > 3200) & (freqs < 6400)
+    ratio = {}
+    for kind in ("white", "pink", "brown", "hum"):
+        power = np.abs(np.fft.rfft(make_noise(kind, n, rng, []))) ** 2
+        ratio[kind] = 10 * np.log10(power[low].mean() / power[high].mean())
+    assert abs(ratio["white"]) < 1.0
+    assert ratio["pink"] == pytest.approx(10 * np.log10(4800 / 150), abs=2.0)  # -3 dB per octave
+    assert ratio["brown"] == pytest.approx(20 * np.log10(4800 / 150), abs=2.5)  # -6 dB per octave
+    hum = np.abs(np.fft.rfft(make_noise("hum", n, np.random.default_rng(1), []))) ** 2
+    mains = freqs[np.argmax(hum)]
+    assert mains in (50.0, 60.0)
+
+
 def test_reverb_impulse_decays_at_its_rt60_and_starts_with_the_direct_sound():
     rir = synthetic_rir(0.5, drr_db=6.0, rng=np.random.default_rng(0))
     assert rir[0] == 1.0 and len(rir) == round(0.5 * SAMPLE_RATE)
@@ -128,7 +164,7 @@ def test_each_augment_config_runs_seeded_keeps_frames_and_range(name):
     curves = _curves_for(audio)
     outs = []
     for _ in range(2):
-        augmenter = Augmenter(config, seed=5, fps=FPS)
+        augmenter = Augmenter(config, seed=5, fps=FPS, rest_pose=load_rig("oculus15").rest_pose)
         outs.append([augmenter(audio * 3.0, curves) for _ in range(6)])  # loud input: the limiter must hold
     for (a1, c1), (a2, c2) in zip(*outs):
         np.testing.assert_array_equal(a1, a2)  # same seed, same windows
@@ -136,8 +172,9 @@ def test_each_augment_config_runs_seeded_keeps_frames_and_range(name):
         assert np.isfinite(a1).all() and np.abs(a1).max() <= 1.0
         assert np.isfinite(c1).all() and c1.min() >= 0 and c1.max() <= 1
     rng_a, rng_b = np.random.default_rng(1), np.random.default_rng(1)
-    a, _ = Augmenter(config, seed=0, fps=FPS)(audio, curves, rng_a)
-    b, _ = Augmenter(config, seed=99, fps=FPS)(audio, curves, rng_b)
+    rest = load_rig("oculus15").rest_pose
+    a, _ = Augmenter(config, seed=0, fps=FPS, rest_pose=rest)(audio, curves, rng_a)
+    b, _ = Augmenter(config, seed=99, fps=FPS, rest_pose=rest)(audio, curves, rng_b)
     np.testing.assert_array_equal(a, b)  # a call's rng decides, not the augmenter's own seed
 
 
@@ -157,6 +194,12 @@ def test_bad_configs_and_mismatched_curves_fail_loudly():
         Augmenter({"effects": {"noise": {"p": 1, "snr": 3}}})
     with pytest.raises(AugmentConfigError, match="p must be in"):
         Augmenter({"effects": {"gain": {"p": 2}}})
+    with pytest.raises(AugmentConfigError, match="rest pose"):
+        Augmenter(_only("no_speech"))  # a rig not posed from visemes
+    with pytest.raises(AugmentConfigError, match=r"no_speech.kinds: unknown \['babble'\]"):
+        Augmenter(_only("no_speech", kinds=["pink", "babble"]), rest_pose=np.zeros(15))
+    with pytest.raises(AugmentConfigError, match="noise.kinds"):
+        Augmenter(_only("noise", kinds=["traffic"]))
     audio = _speechlike(seconds=0.5)
     with pytest.raises(ValueError, match="frames"):
         Augmenter(_only("gain"), fps=FPS)(audio, np.zeros((3, 15), np.float32))
