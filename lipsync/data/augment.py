@@ -38,8 +38,10 @@ from lipsync.audio import SAMPLE_RATE, num_frames
 
 EFFECTS = ("no_speech", "speed", "formant", "reverb", "noise", "eq", "telephone", "codec", "gain")
 # Each effect's defaults; a config overrides any of them (``p`` is the probability per window).
+NO_SPEECH_KINDS = ("white", "pink", "brown", "coloured", "hum")  # not babble: other voices would be speech
+NOISE_KINDS = NO_SPEECH_KINDS + ("babble",)
 DEFAULTS: dict[str, dict] = {
-    "no_speech": {"p": 0.0, "min_dbfs": -60.0, "max_dbfs": -15.0, "kinds": ["white", "pink", "brown", "hum"]},
+    "no_speech": {"p": 0.0, "min_dbfs": -60.0, "max_dbfs": -15.0, "kinds": list(NO_SPEECH_KINDS)},
     "speed": {"p": 0.0, "min_factor": 0.9, "max_factor": 1.1},
     "formant": {"p": 0.0, "min_factor": 0.88, "max_factor": 1.12},
     "reverb": {"p": 0.0, "min_rt60": 0.2, "max_rt60": 0.8, "min_drr_db": 0.0, "max_drr_db": 12.0},
@@ -49,8 +51,6 @@ DEFAULTS: dict[str, dict] = {
     "codec": {"p": 0.0, "formats": ["mp3", "ogg"], "min_quality": 0.2, "max_quality": 0.9},
     "gain": {"p": 0.0, "min_db": -12.0, "max_db": 6.0},
 }
-NO_SPEECH_KINDS = ("white", "pink", "brown", "hum")  # not babble: other voices would be speech
-NOISE_KINDS = NO_SPEECH_KINDS + ("babble",)
 BABBLE_POOL = 32  # recent windows kept for babble
 RATE_STEP = 200  # Hz: warped rates are multiples of it, so resampling filters stay short (factor steps ~1.3%)
 _CODECS = {"mp3": ("MP3", "MPEG_LAYER_III"), "ogg": ("OGG", "VORBIS")}
@@ -269,6 +269,13 @@ def make_noise(kind: str, n: int, rng: np.random.Generator, babble: list) -> np.
         spectrum = np.fft.rfft(rng.standard_normal(n))
         spectrum /= np.maximum(np.arange(len(spectrum)), 1)
         return np.fft.irfft(spectrum, n)
+    if kind == "coloured":  # a random power slope (-9..+3 dB per octave) with 1-3 broad bumps or dips of up to 12 dB
+        freqs = np.maximum(np.fft.rfftfreq(n, 1 / SAMPLE_RATE), 20.0)
+        octaves = np.log2(freqs / 1000.0)
+        gain_db = rng.uniform(-9.0, 3.0) * octaves
+        for _ in range(int(rng.integers(1, 4))):
+            gain_db += rng.uniform(-12.0, 12.0) * np.exp(-0.5 * ((octaves - rng.uniform(-3.5, 2.9)) / rng.uniform(0.3, 1.5)) ** 2)
+        return np.fft.irfft(np.fft.rfft(rng.standard_normal(n)) * 10 ** (gain_db / 20), n)
     if kind == "hum":  # mains hum (50 or 60 Hz and its harmonics) over a faint hiss
         t = np.arange(n) / SAMPLE_RATE
         mains = rng.choice([50.0, 60.0])
@@ -276,7 +283,7 @@ def make_noise(kind: str, n: int, rng: np.random.Generator, babble: list) -> np.
         return hum + 0.05 * rng.standard_normal(n)
     if kind == "babble":
         return _babble(n, rng, babble)
-    raise AugmentConfigError(f"unknown noise kind {kind!r}; use white, pink, brown, hum or babble")
+    raise AugmentConfigError(f"unknown noise kind {kind!r}; use white, pink, brown, coloured, hum or babble")
 
 
 def _babble(n: int, rng: np.random.Generator, pool: list) -> np.ndarray:

@@ -131,6 +131,13 @@ def test_no_speech_windows_are_noise_at_the_asked_level_posed_at_rest(rig_name):
     assert rig.rest_pose[rig.channels.index("sil")] == 1.0 if rig_name == "oculus15" else not rig.rest_pose.any()
 
 
+def _slope_db_per_octave(x: np.ndarray) -> float:
+    freqs = np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE)
+    power = np.abs(np.fft.rfft(x)) ** 2
+    band = (freqs > 100) & (freqs < 6400)
+    return float(np.polyfit(np.log2(freqs[band]), 10 * np.log10(power[band]), 1)[0])
+
+
 def test_noise_kinds_have_their_spectral_slope():
     rng = np.random.default_rng(0)
     n = 4 * SAMPLE_RATE
@@ -143,6 +150,8 @@ def test_noise_kinds_have_their_spectral_slope():
     assert abs(ratio["white"]) < 1.0
     assert ratio["pink"] == pytest.approx(10 * np.log10(4800 / 150), abs=2.0)  # -3 dB per octave
     assert ratio["brown"] == pytest.approx(20 * np.log10(4800 / 150), abs=2.5)  # -6 dB per octave
+    slopes = {round(_slope_db_per_octave(make_noise("coloured", n, np.random.default_rng(seed), [])), 1) for seed in range(4)}
+    assert len(slopes) == 4 and all(-16 < s < 10 for s in slopes)  # a new colour each draw
     hum = np.abs(np.fft.rfft(make_noise("hum", n, np.random.default_rng(1), []))) ** 2
     mains = freqs[np.argmax(hum)]
     assert mains in (50.0, 60.0)
