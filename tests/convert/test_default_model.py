@@ -5,10 +5,12 @@ import json
 import shutil
 
 import numpy as np
+import soundfile as sf
 
 from lipsync.audio import load_audio, num_frames
 from lipsync.convert.cli import DEFAULT_MODEL, main
 from lipsync.curves.csv import read_curves_csv
+from lipsync.data.augment import make_noise
 from support import DEMO
 
 
@@ -33,3 +35,19 @@ def test_convert_without_model_uses_the_shipped_one(tmp_path, capsys):
     agree = np.mean(curves.values[:n].argmax(1) == truth.values[:n].argmax(1))
     assert agree > 0.6, agree  # a trained model, not a stand-in: it follows the clip's own visemes
     assert (tmp_path / "out" / "line.rhubarb.tsv").read_text().strip()
+
+
+def test_shipped_model_keeps_the_mouth_at_rest_on_noise_alone(tmp_path):
+    """Room tone, hum and noise with no voice in them are not speech (the old model mouthed along to pink noise)."""
+    src = tmp_path / "noise"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for kind in ("white", "pink", "brown", "hum"):
+        x = make_noise(kind, 5 * 16000, rng, [])
+        sf.write(src / f"{kind}.wav", (x * 10 ** (-25 / 20) / np.sqrt(np.mean(x**2))).astype(np.float32), 16000)
+    assert main([str(src), "--out", str(tmp_path / "out"), "--format", "csv", "--no-progress"]) == 0
+    for kind in ("white", "pink", "brown", "hum"):
+        curves = read_curves_csv(tmp_path / "out" / f"{kind}.csv")
+        rest = curves.values[:, curves.channels.index("sil")]
+        moving = np.delete(curves.values, curves.channels.index("sil"), axis=1).max(axis=1) >= 0.5
+        assert moving.mean() < 0.05 and np.median(rest) > 0.5, (kind, moving.mean())
