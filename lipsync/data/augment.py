@@ -37,9 +37,9 @@ from scipy import signal
 from lipsync.audio import SAMPLE_RATE, num_frames
 
 EFFECTS = ("no_speech", "speed", "formant", "reverb", "noise", "eq", "telephone", "codec", "gain")
-# Each effect's defaults; a config overrides any of them (``p`` is the probability per window).
 NO_SPEECH_KINDS = ("white", "pink", "brown", "coloured", "hum")  # not babble: other voices would be speech
 NOISE_KINDS = NO_SPEECH_KINDS + ("babble",)
+# Each effect's defaults; a config overrides any of them (``p`` is the probability per window).
 DEFAULTS: dict[str, dict] = {
     "no_speech": {"p": 0.0, "min_dbfs": -60.0, "max_dbfs": -15.0, "kinds": list(NO_SPEECH_KINDS)},
     "speed": {"p": 0.0, "min_factor": 0.9, "max_factor": 1.1},
@@ -92,7 +92,9 @@ class Augmenter:
         for name, allowed in (("no_speech", NO_SPEECH_KINDS), ("noise", NOISE_KINDS)):
             bad = sorted(set(self.effects[name]["kinds"]) - set(allowed))
             if bad:
-                raise AugmentConfigError(f"augment.effects.{name}.kinds: unknown {bad}; use any of {', '.join(allowed)}")
+                raise AugmentConfigError(
+                    f"augment.effects.{name}.kinds: unknown {bad}; use any of {', '.join(allowed)}"
+                )
         self.rest_pose = None if rest_pose is None else np.asarray(rest_pose, dtype=np.float32)
         self.rng = np.random.default_rng(seed)
         self.babble_pool: deque[np.ndarray] = deque(maxlen=BABBLE_POOL)
@@ -274,13 +276,16 @@ def make_noise(kind: str, n: int, rng: np.random.Generator, babble: list) -> np.
         octaves = np.log2(freqs / 1000.0)
         gain_db = rng.uniform(-9.0, 3.0) * octaves
         for _ in range(int(rng.integers(1, 4))):
-            gain_db += rng.uniform(-12.0, 12.0) * np.exp(-0.5 * ((octaves - rng.uniform(-3.5, 2.9)) / rng.uniform(0.3, 1.5)) ** 2)
+            # height (dB), centre (octaves from 1 kHz: ~90 Hz .. 7.5 kHz), width (octaves), drawn in that order
+            height, centre, width = rng.uniform(-12.0, 12.0), rng.uniform(-3.5, 2.9), rng.uniform(0.3, 1.5)
+            gain_db += height * np.exp(-0.5 * ((octaves - centre) / width) ** 2)
         return np.fft.irfft(np.fft.rfft(rng.standard_normal(n)) * 10 ** (gain_db / 20), n)
     if kind == "hum":  # mains hum (50 or 60 Hz and its harmonics) over a faint hiss
         t = np.arange(n) / SAMPLE_RATE
         mains = rng.choice([50.0, 60.0])
-        hum = sum(rng.uniform(0.2, 1.0) / k * np.sin(2 * np.pi * k * mains * t + rng.uniform(0, 2 * np.pi)) for k in range(1, 6))
-        return hum + 0.05 * rng.standard_normal(n)
+        harmonics = (rng.uniform(0.2, 1.0) / k * np.sin(2 * np.pi * k * mains * t + rng.uniform(0, 2 * np.pi))
+                     for k in range(1, 6))
+        return sum(harmonics) + 0.05 * rng.standard_normal(n)
     if kind == "babble":
         return _babble(n, rng, babble)
     raise AugmentConfigError(f"unknown noise kind {kind!r}; use white, pink, brown, coloured, hum or babble")

@@ -119,7 +119,8 @@ def test_no_speech_windows_are_noise_at_the_asked_level_posed_at_rest(rig_name):
     rig = load_rig(rig_name)
     audio = _speechlike()
     curves = np.random.default_rng(0).uniform(0, 1, (num_frames(len(audio), FPS), len(rig))).astype(np.float32)
-    augmenter = Augmenter(_only("no_speech", min_dbfs=-40.0, max_dbfs=-20.0), seed=3, fps=FPS, rest_pose=rig.rest_pose)
+    config = _only("no_speech", min_dbfs=-40.0, max_dbfs=-20.0)
+    augmenter = Augmenter(config, seed=3, fps=FPS, rest_pose=rig.rest_pose)
     levels = []
     for _ in range(8):
         out, out_curves = augmenter(audio, curves)
