@@ -263,13 +263,10 @@ def add_noise(
 def make_noise(kind: str, n: int, rng: np.random.Generator, babble: list) -> np.ndarray:
     if kind == "white":
         return rng.standard_normal(n)
-    if kind == "pink":
+    if kind in ("pink", "brown"):  # 1/f power; brown 1/f²: the rumble of a room, traffic, a fan
         spectrum = np.fft.rfft(rng.standard_normal(n))
-        spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))  # 1/f power
-        return np.fft.irfft(spectrum, n)
-    if kind == "brown":  # 1/f² power: the rumble of a room, traffic, a fan
-        spectrum = np.fft.rfft(rng.standard_normal(n))
-        spectrum /= np.maximum(np.arange(len(spectrum)), 1)
+        bins = np.maximum(np.arange(len(spectrum)), 1)
+        spectrum /= np.sqrt(bins) if kind == "pink" else bins
         return np.fft.irfft(spectrum, n)
     if kind == "coloured":  # a random power slope (-9..+3 dB per octave) with 1-3 broad bumps or dips of up to 12 dB
         freqs = np.maximum(np.fft.rfftfreq(n, 1 / SAMPLE_RATE), 20.0)
@@ -288,7 +285,7 @@ def make_noise(kind: str, n: int, rng: np.random.Generator, babble: list) -> np.
         return sum(harmonics) + 0.05 * rng.standard_normal(n)
     if kind == "babble":
         return _babble(n, rng, babble)
-    raise AugmentConfigError(f"unknown noise kind {kind!r}; use white, pink, brown, coloured, hum or babble")
+    raise AugmentConfigError(f"unknown noise kind {kind!r}; use one of {', '.join(NOISE_KINDS)}")
 
 
 def _babble(n: int, rng: np.random.Generator, pool: list) -> np.ndarray:

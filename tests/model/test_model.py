@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from scipy.signal import lfilter
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from lipsync.audio import num_frames
@@ -127,8 +128,6 @@ def test_level_channel_keeps_the_loudness_the_per_frame_normalisation_removes():
 
 def test_lifter_keeps_the_envelope_and_drops_the_excitation():
     """A buzzy voice and a whisper through the same vocal tract look alike once only the envelope is kept."""
-    from scipy.signal import lfilter
-
     n = 16000
     pulses = np.zeros(n)
     pulses[::133] = 1.0  # 120 Hz glottal pulses
