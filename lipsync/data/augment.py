@@ -2,7 +2,8 @@
 
 Applied per training window on 16 kHz float32 audio, each effect with its
 own probability, in the order sound travels: the source (``no_speech``
-replaces the window by room tone, hum or noise alone, posed at rest), the
+replaces the window by room tone, hum or noise alone, posed at rest;
+``resynth`` keeps the vocal tract and drives it with a new voice), the
 speaker (speed, vocal tract length), the room (reverberation, background
 noise), the microphone (EQ), the channel (telephone band, lossy codec), the
 level (gain).
@@ -10,12 +11,17 @@ level (gain).
 ``no_speech`` is there because synthetic corpora have no recording without a
 voice in it: their pauses are digital silence or a faint floor, so a model
 trained on them reads steady noise at speech level as speech (measured: pink
-noise gave lip closures).
+noise gave lip closures). ``resynth`` is there because each engine has its
+own voice source (espeak-ng's formant-synthesis pulses, MBROLA's and the
+diphone voices' recorded or LPC residuals) and a model that learns one
+engine's source misreads another's; the mouth shape lives in the vocal
+tract filter, which resynthesis keeps.
 
 Every effect but ``speed`` keeps the timing: filters are zero-phase,
 reverberation is causal with the direct sound at lag 0, codec delays are
 measured and removed, and the vocal-tract warp is a resample followed by a
-phase-vocoder stretch back to the original length. ``speed`` changes the
+phase-vocoder stretch back to the original length; resynthesis is frame
+by frame (10 ms hop) with each frame's energy kept. ``speed`` changes the
 duration, and the curves are time-scaled with it so that
 ``len(curves) == num_frames(len(audio), fps)`` always holds.
 
@@ -36,12 +42,13 @@ from scipy import signal
 
 from lipsync.audio import SAMPLE_RATE, num_frames
 
-EFFECTS = ("no_speech", "speed", "formant", "reverb", "noise", "eq", "telephone", "codec", "gain")
+EFFECTS = ("no_speech", "resynth", "speed", "formant", "reverb", "noise", "eq", "telephone", "codec", "gain")
 NO_SPEECH_KINDS = ("white", "pink", "brown", "coloured", "hum")  # not babble: other voices would be speech
 NOISE_KINDS = NO_SPEECH_KINDS + ("babble",)
 # Each effect's defaults; a config overrides any of them (``p`` is the probability per window).
 DEFAULTS: dict[str, dict] = {
-    "no_speech": {"p": 0.0, "min_dbfs": -60.0, "max_dbfs": -15.0, "kinds": list(NO_SPEECH_KINDS)},
+    "no_speech": {"p": 0.0, "min_dbfs": -60.0, "max_dbfs": -15.0, "kinds": list(NO_SPEECH_KINDS), "bursts": 0.0},
+    "resynth": {"p": 0.0, "min_pitch_factor": 0.7, "max_pitch_factor": 1.4, "max_noise": 0.3},
     "speed": {"p": 0.0, "min_factor": 0.9, "max_factor": 1.1},
     "formant": {"p": 0.0, "min_factor": 0.88, "max_factor": 1.12},
     "reverb": {"p": 0.0, "min_rt60": 0.2, "max_rt60": 0.8, "min_drr_db": 0.0, "max_drr_db": 12.0},
@@ -162,12 +169,130 @@ def _within_unit_range(audio: np.ndarray) -> np.ndarray:
 def no_speech(
     n_samples: int, n_frames: int, rest_pose: np.ndarray, rng: np.random.Generator, settings: Mapping
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A window with no voice in it: one kind of noise at an RMS level in [min_dbfs, max_dbfs], and the rest pose."""
+    """A window with no voice in it, posed at rest: one kind of noise at an RMS level in [min_dbfs, max_dbfs].
+
+    With probability ``bursts`` the noise comes and goes instead (a fan
+    switched on, a passing car): see ``_burst_envelope``; the level is then
+    the level while it is on.
+    """
     level_db = rng.uniform(settings["min_dbfs"], settings["max_dbfs"])
     noise = make_noise(str(rng.choice(list(settings["kinds"]))), n_samples, rng, [])
     noise *= 10 ** (level_db / 20) / max(float(np.sqrt(np.mean(noise**2))), 1e-20)
+    if rng.random() < settings["bursts"]:
+        noise *= _burst_envelope(n_samples, rng)
     curves = np.broadcast_to(rest_pose, (n_frames, len(rest_pose))).copy()
     return noise.astype(np.float32), curves
+
+
+def _burst_envelope(n: int, rng: np.random.Generator) -> np.ndarray:
+    """1 while a burst is on, a floor 20-50 dB down otherwise; 1-2 bursts of 0.2 s or more, 5-50 ms ramps."""
+    floor = 10 ** (-rng.uniform(20.0, 50.0) / 20)
+    envelope = np.full(n, floor)
+    for _ in range(int(rng.integers(1, 3))):
+        length = int(rng.integers(min(n, SAMPLE_RATE // 5), n + 1))
+        start = int(rng.integers(-length // 2, n - length // 2))
+        ramp = max(2, int(rng.uniform(0.005, 0.05) * SAMPLE_RATE))
+        shape = np.minimum(1.0, np.minimum(np.arange(length) + 1, np.arange(length, 0, -1)) / ramp)
+        lo, hi = max(start, 0), min(start + length, n)
+        envelope[lo:hi] = np.maximum(envelope[lo:hi], floor + (1 - floor) * shape[lo - start : hi - start])
+    return envelope
+
+
+LPC_ORDER = 18  # all-pole vocal tract model at 16 kHz: ~9 resonances up to 8 kHz
+LPC_FRAME, LPC_HOP = 320, 160  # 20 ms Hann frames, 10 ms hop (they overlap-add to one)
+
+
+def resynthesise(audio: np.ndarray, rng: np.random.Generator, settings: Mapping) -> np.ndarray:
+    """The same words from a different voice source: LPC analysis, a new excitation, LPC synthesis.
+
+    Each 20 ms frame's all-pole filter (the vocal tract, from pre-emphasised
+    audio) is driven by a new source: in voiced frames a pulse train at the
+    frame's pitch times a random factor, with a random glottal tilt and a
+    random share of breath noise; in unvoiced frames white noise. Each
+    output frame is scaled to the input frame's energy, so silences and
+    closures stay where they were.
+    """
+    x = np.asarray(audio, dtype=np.float64)
+    n = len(x)
+    if n < LPC_FRAME or np.abs(x).max(initial=0) < 1e-6:
+        return audio
+    pre = np.append(x[0], x[1:] - 0.97 * x[:-1])
+    window = np.hanning(LPC_FRAME + 1)[:-1]  # periodic: 50 % overlaps sum to one
+    starts = np.arange(0, n, LPC_HOP) - LPC_HOP
+    padded = np.pad(pre, (LPC_HOP, LPC_FRAME))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, LPC_FRAME)[starts + LPC_HOP] * window
+    energy = np.sum(frames**2, axis=1)
+    f0, voiced = _pitch(x, starts + LPC_FRAME // 2)
+    voiced &= energy > 1e-4 * energy.max()
+    source = _excitation(n, starts, f0, voiced, rng, settings)
+    lags = np.arange(LPC_ORDER + 1)
+    r = np.stack([np.sum(frames[:, : LPC_FRAME - k] * frames[:, k:], axis=1) for k in lags], axis=1)
+    r *= np.exp(-0.5 * (0.002 * lags) ** 2)  # lag window: no needle-sharp resonances
+    r[:, 0] = r[:, 0] * 1.0001 + 1e-20  # white-noise correction keeps the filters stable
+    filters = _levinson(r)
+    out = np.zeros(n + LPC_FRAME + LPC_HOP)
+    padded_source = np.pad(source, (LPC_HOP + LPC_FRAME, LPC_FRAME))
+    for k, start in enumerate(starts):
+        if energy[k] < 1e-12:
+            continue
+        # Run the filter over one frame of lead-in too, so it starts from a settled state.
+        segment = padded_source[start + LPC_HOP : start + LPC_HOP + 2 * LPC_FRAME]
+        frame = signal.lfilter([1.0], filters[k], segment)[LPC_FRAME:] * window
+        out[start + LPC_HOP : start + LPC_HOP + LPC_FRAME] += frame * np.sqrt(energy[k] / max(np.sum(frame**2), 1e-20))
+    out = signal.lfilter([1.0], [1.0, -0.97], out[LPC_HOP : LPC_HOP + n])  # undo the pre-emphasis
+    return _match_rms(out, x)
+
+
+def _levinson(r: np.ndarray) -> np.ndarray:
+    """Prediction-error filters ``[1, a1, ..., ap]`` from autocorrelations ``r`` [frames, p + 1], all frames at once."""
+    a = np.zeros_like(r)
+    a[:, 0] = 1.0
+    error = r[:, 0].copy()
+    for i in range(1, r.shape[1]):
+        reflection = -(r[:, i] + np.sum(a[:, 1:i] * r[:, i - 1 : 0 : -1], axis=1)) / error
+        a[:, 1 : i + 1] = a[:, 1 : i + 1] + reflection[:, None] * a[:, i - 1 :: -1][:, :i]
+        error *= 1.0 - reflection**2
+    return a
+
+
+def _pitch(audio: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pitch (60-400 Hz) and voicing at each centre: normalised autocorrelation of 40 ms of low-passed audio.
+
+    Dividing by the window's own autocorrelation (Boersma 1993) keeps long
+    lags from being penalised, so the peak is the period, not a multiple.
+    """
+    width = 2 * LPC_FRAME
+    low = signal.sosfiltfilt(signal.butter(4, 1000, fs=SAMPLE_RATE, output="sos"), audio)
+    window = np.hanning(width + 1)[:-1]
+    frames = np.lib.stride_tricks.sliding_window_view(np.pad(low, width), width)[centres + width // 2] * window
+
+    def autocorrelation(x):
+        ac = np.fft.irfft(np.abs(np.fft.rfft(x, 2 * width, axis=-1)) ** 2, axis=-1)[..., :width]
+        return ac / np.maximum(ac[..., :1], 1e-20)
+
+    ac = autocorrelation(frames) / np.maximum(autocorrelation(window), 0.1)
+    lo, hi = SAMPLE_RATE // 400, SAMPLE_RATE // 60
+    lag = lo + np.argmax(ac[:, lo:hi], axis=1)
+    peak = ac[np.arange(len(ac)), lag]
+    return SAMPLE_RATE / lag, peak > 0.5
+
+
+def _excitation(n, starts, f0, voiced, rng, settings) -> np.ndarray:
+    """Pulses at the (shifted) pitch where voiced, noise elsewhere; unit power in both."""
+    centres = starts + LPC_FRAME // 2
+    t = np.arange(n)
+    factor = rng.uniform(settings["min_pitch_factor"], settings["max_pitch_factor"])
+    pitch = np.clip(np.interp(t, centres, f0 * factor), 50.0, 600.0)
+    voicing = np.interp(t, centres, voiced.astype(float))
+    phase = np.cumsum(pitch / SAMPLE_RATE)
+    pulses = np.diff(np.floor(phase), prepend=0.0) * np.sqrt(SAMPLE_RATE / pitch)
+    tilt = rng.uniform(0.0, 0.6)  # one-pole low-pass, up to -7 dB at 3 kHz: from sharp to soft glottal pulses
+    pulses = signal.lfilter([1 - tilt], [1.0, -tilt], pulses)
+    pulses /= max(float(np.sqrt(np.mean(pulses**2))), 1e-12)
+    breath = rng.uniform(0.0, settings["max_noise"])
+    noise = rng.standard_normal(n)
+    voiced_source = np.sqrt(1 - breath) * pulses + np.sqrt(breath) * noise
+    return voicing * voiced_source + (1 - voicing) * noise
 
 
 # --- the speaker ---------------------------------------------------------------
@@ -268,10 +393,11 @@ def make_noise(kind: str, n: int, rng: np.random.Generator, babble: list) -> np.
         bins = np.maximum(np.arange(len(spectrum)), 1)
         spectrum /= np.sqrt(bins) if kind == "pink" else bins
         return np.fft.irfft(spectrum, n)
-    if kind == "coloured":  # a random power slope (-9..+3 dB per octave) with 1-3 broad bumps or dips of up to 12 dB
+    if kind == "coloured":  # two power slopes (-12..+3 dB per octave) meeting at a knee, 1-3 broad bumps or dips
         freqs = np.maximum(np.fft.rfftfreq(n, 1 / SAMPLE_RATE), 20.0)
         octaves = np.log2(freqs / 1000.0)
-        gain_db = rng.uniform(-9.0, 3.0) * octaves
+        low_slope, high_slope, knee = rng.uniform(-12.0, 3.0), rng.uniform(-12.0, 3.0), rng.uniform(-1.7, 2.0)
+        gain_db = np.where(octaves < knee, low_slope * (octaves - knee), high_slope * (octaves - knee))
         for _ in range(int(rng.integers(1, 4))):
             # height (dB), centre (octaves from 1 kHz: ~90 Hz .. 7.5 kHz), width (octaves), drawn in that order
             height, centre, width = rng.uniform(-12.0, 12.0), rng.uniform(-3.5, 2.9), rng.uniform(0.3, 1.5)
@@ -401,6 +527,7 @@ def _match_rms(out: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 APPLY = {
+    "resynth": resynthesise,
     "formant": lambda audio, rng, s: warp_formants(audio, rng.uniform(s["min_factor"], s["max_factor"])),
     "reverb": add_reverb,
     "eq": microphone_eq,

@@ -1,11 +1,13 @@
 """Augmentation keeps audio and curves aligned, hits its SNR, stays finite and in range, and is seeded."""
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from scipy import signal
 
 from lipsync.audio import SAMPLE_RATE, num_frames
 from lipsync.rigs import load_rig
@@ -17,6 +19,7 @@ from lipsync.data.augment import (
     add_noise,
     change_speed,
     make_noise,
+    resynthesise,
     synthetic_rir,
 )
 
@@ -132,6 +135,21 @@ def test_no_speech_windows_are_noise_at_the_asked_level_posed_at_rest(rig_name):
     assert rig.rest_pose[rig.channels.index("sil")] == 1.0 if rig_name == "oculus15" else not rig.rest_pose.any()
 
 
+def test_no_speech_bursts_come_and_go_over_a_quiet_floor_still_at_rest():
+    rig = load_rig("oculus15")
+    audio = _speechlike(seconds=2.0)
+    curves = np.zeros((num_frames(len(audio), FPS), len(rig)), np.float32)
+    augmenter = Augmenter(_only("no_speech", min_dbfs=-30.0, max_dbfs=-30.0, kinds=["white"], bursts=1.0), seed=1, fps=FPS,
+                          rest_pose=rig.rest_pose)  # fmt: skip
+    for _ in range(6):
+        out, out_curves = augmenter(audio, curves)
+        np.testing.assert_array_equal(out_curves, np.broadcast_to(rig.rest_pose, curves.shape))
+        levels = 20 * np.log10(np.sqrt(np.mean(out[: len(out) // HOP * HOP].reshape(-1, HOP) ** 2, axis=1)) + 1e-9)
+        assert levels.max() - levels.min() > 15, "no burst: the noise never went off"
+        assert np.median(levels[levels > levels.max() - 6]) == pytest.approx(-30.0, abs=1.5)  # on: the asked level
+        assert np.mean(levels > levels.max() - 6) * len(levels) * HOP >= SAMPLE_RATE // 5 - 2 * HOP  # >= 0.2 s on
+
+
 def _slope_db_per_octave(x: np.ndarray) -> float:
     freqs = np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE)
     power = np.abs(np.fft.rfft(x)) ** 2
@@ -156,6 +174,50 @@ def test_noise_kinds_have_their_spectral_slope():
     hum = np.abs(np.fft.rfft(make_noise("hum", n, np.random.default_rng(1), []))) ** 2
     mains = freqs[np.argmax(hum)]
     assert mains in (50.0, 60.0)
+
+
+def _vowels(f0: float, formants_per_vowel, seconds_each: float = 0.3, gap: float = 0.1) -> np.ndarray:
+    """A pulse train at ``f0`` through two-pole resonances, one vowel after another, digital silence between."""
+    pieces = []
+    for formants in formants_per_vowel:
+        n = round(seconds_each * SAMPLE_RATE)
+        wave = (np.arange(n) % round(SAMPLE_RATE / f0) == 0).astype(np.float64)
+        for freq in formants:
+            r, w = np.exp(-np.pi * 80 / SAMPLE_RATE), 2 * np.pi * freq / SAMPLE_RATE
+            wave = signal.lfilter([1.0], [1.0, -2 * r * np.cos(w), r * r], wave)
+        pieces += [0.3 * wave / np.abs(wave).max(), np.zeros(round(gap * SAMPLE_RATE))]
+    return np.concatenate(pieces).astype(np.float32)
+
+
+def _envelope_db(x: np.ndarray) -> np.ndarray:
+    """The spectrum (0.5 Hz bins) smoothed over 300 Hz: the formants without the harmonics."""
+    power = np.abs(np.fft.rfft(x * np.hanning(len(x)), 2 * SAMPLE_RATE)) ** 2
+    return 10 * np.log10(np.convolve(power, np.ones(600) / 600, mode="same") + 1e-12)[: 5000]
+
+
+def _pitch_hz(x: np.ndarray) -> float:
+    ac = np.correlate(x, x, mode="full")[len(x) - 1 :]
+    lo, hi = SAMPLE_RATE // 400, SAMPLE_RATE // 60
+    return SAMPLE_RATE / (lo + int(np.argmax(ac[lo:hi])))
+
+
+def test_resynthesis_keeps_the_vocal_tract_and_the_silences_and_changes_the_voice():
+    vowels = [(700, 1200, 2500), (300, 2200, 3000), (350, 800, 2400)]  # a, i, u
+    audio = _vowels(120.0, vowels)
+    settings = {**DEFAULTS["resynth"], "min_pitch_factor": 1.5, "max_pitch_factor": 1.5}
+    step = round(0.4 * SAMPLE_RATE)
+    for seed, k in itertools.product(range(3), range(len(vowels))):
+        out = resynthesise(audio, np.random.default_rng(seed), settings)  # random glottal tilt and breath
+        assert len(out) == len(audio) and np.isfinite(out).all()
+        middle = slice(k * step + 1600, k * step + 3200)  # 100 ms inside the vowel
+        gap = slice(k * step + round(0.32 * SAMPLE_RATE), (k + 1) * step - 400)  # inside the silence after it
+        assert _pitch_hz(audio[middle]) == pytest.approx(120, rel=0.03)
+        assert _pitch_hz(out[middle]) == pytest.approx(180, rel=0.05), "the voice's pitch did not change"
+        own = np.corrcoef(_envelope_db(audio[middle]), _envelope_db(out[middle]))[0, 1]
+        assert own > 0.9, "formants moved"
+        others = [_envelope_db(audio[j * step + 1600 : j * step + 3200]) for j in range(len(vowels)) if j != k]
+        assert all(own > np.corrcoef(o, _envelope_db(out[middle]))[0, 1] + 0.1 for o in others), "vowels confused"
+        assert np.sqrt(np.mean(out[gap] ** 2)) < 1e-4, "a silence was filled"
 
 
 def test_reverb_impulse_decays_at_its_rt60_and_starts_with_the_direct_sound():
