@@ -1,8 +1,12 @@
-"""Phone alignments (Praat TextGrid, HTS ``.lab``, ``start end phone`` TSV) -> curves.
+"""Phone alignments (Praat TextGrid, HTS or festvox ``.lab``, ``start end phone`` TSV) -> curves.
 
-Labels may be ARPAbet (stress digits allowed), IPA, or the Montreal Forced
+Labels may be ARPAbet (stress digits allowed), IPA, the Montreal Forced
 Aligner's sets (``english_us_arpa`` is ARPAbet, ``english_mfa`` is IPA with
-ASCII diphthongs such as ``aj``). Silence labels (``sil``, ``sp``, ``spn``,
+ASCII diphthongs such as ``aj``), or one of Festival's phone sets
+(``festival:russian`` …, read through ``rigs/phonemes/festival_ipa.yaml``).
+A festvox ``.lab`` (the ESPS/xlabel files of festvox voice databases such as
+CMU ARCTIC: a header, a ``#`` line, then ``end_time colour label`` lines) is
+told from an HTS one by that ``#`` line. Silence labels (``sil``, ``sp``, ``spn``,
 empty intervals) are dropped: the time they leave is silence to the
 coarticulation model, which ramps the mouth closed there.
 """
@@ -14,6 +18,7 @@ from typing import Sequence
 
 from lipsync.curves import Curves
 from lipsync.data.alignment import AlignmentError, read_alignment_tsv
+from lipsync.data.corpus.festival import FESTIVAL_PHONESETS, FestivalError, to_ipa
 from lipsync.prepare.problems import PrepareError
 from lipsync.rigs import Rig
 from lipsync.rigs.coarticulation import Phone, phones_to_curves
@@ -22,7 +27,7 @@ from lipsync.rigs.phonemes import PHONESETS, UnknownPhoneError, detect_phoneset,
 SILENCE_LABELS = frozenset({"", "sil", "sp", "spn", "pau", "<eps>", "h#", "#", "_", "silence", "<sil>"})
 PHONE_TIER_NAMES = ("phones", "phone", "phonemes", "phoneme", "segments", "segment")
 ALIGNMENT_SUFFIXES = (".textgrid", ".lab", ".tsv")
-PHONESET_CHOICES = ("auto", "arpabet", "ipa", "mfa", "espeak")
+PHONESET_CHOICES = ("auto", "arpabet", "ipa", "mfa", "espeak") + tuple(f"festival:{name}" for name in FESTIVAL_PHONESETS)
 HTS_UNITS_PER_SECOND = 10_000_000  # HTS times are in 100 ns units
 _HTS_CURRENT_PHONE = re.compile(r"-([^-+]+)\+")
 
@@ -79,13 +84,45 @@ def read_hts_lab(path: str | Path) -> list[Phone]:
     return phones
 
 
+def read_festvox_lab(path: str | Path) -> list[Phone]:
+    """ESPS/xlabel phone labels: header lines, a ``#`` line, then ``end_time colour label``; each phone
+    starts where the one before it ended (the first at 0)."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise PrepareError(path, f"cannot read ({e})", "give a UTF-8 festvox label file") from None
+    if "#" not in (line.strip() for line in lines):
+        raise PrepareError(path, "has no '#' line ending the header", "give a festvox/ESPS .lab file")
+    body_start = [line.strip() for line in lines].index("#") + 1
+    phones, start = [], 0.0
+    for number, line in enumerate(lines[body_start:], start=body_start + 1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            end = float(fields[0])
+        except ValueError:
+            end = None
+        if end is None or len(fields) not in (2, 3):
+            raise PrepareError(path, f"line {number} is not 'end_time colour label'", "give a festvox/ESPS .lab file")
+        phones.append(Phone(start, end, fields[-1] if len(fields) == 3 else ""))
+        start = end
+    if not phones:
+        raise PrepareError(path, "has no labels after the '#' line", "give a time-aligned festvox label file")
+    _check_order(path, phones)
+    return phones
+
+
 def read_any_alignment(path: str | Path, tier: str | None = None) -> list[Phone]:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".textgrid":
         return read_textgrid(path, tier)
     if suffix == ".lab":
-        return read_hts_lab(path)
+        with open(path, "rb") as f:
+            festvox = b"#" in (line.strip() for line in f)
+        return read_festvox_lab(path) if festvox else read_hts_lab(path)
     try:
         return read_alignment_tsv(path)
     except AlignmentError as e:
@@ -112,7 +149,7 @@ def choose_phoneset(path: Path, labels: Sequence[str], phoneset: str = "auto") -
     if phoneset not in PHONESET_CHOICES:
         raise ValueError(f"unknown phone set {phoneset!r}; use one of {', '.join(PHONESET_CHOICES)}")
     labels = sorted(set(labels))
-    if phoneset == "mfa":
+    if phoneset == "mfa" or phoneset.startswith("festival:"):  # Festival's labels were turned into IPA
         phoneset = "ipa"
     candidates = [phoneset] if phoneset != "auto" else [detect_phoneset(labels)] + [s for s in PHONESETS if s != detect_phoneset(labels)]
     for candidate in candidates:
@@ -136,11 +173,22 @@ def _unknown(labels: Sequence[str], phoneset: str) -> list[str]:
 
 def alignment_to_curves(path: Path, phones: Sequence[Phone], rig: Rig, fps: float, n_frames: int, phoneset: str = "auto"):
     """(sounding phones, curves [n_frames, len(rig)], phone set used)."""
+    if phoneset.startswith("festival:"):
+        phones = _festival_to_ipa(path, phones, phoneset.removeprefix("festival:"))
     sounding = sounding_phones(phones)
     if not sounding:
         raise PrepareError(path, "has only silence labels", "give an alignment with the spoken phones")
     chosen = choose_phoneset(path, [p.label for p in sounding], phoneset)
     return sounding, phones_to_curves(sounding, rig, fps, n_frames=n_frames, phoneset=chosen), chosen
+
+
+def _festival_to_ipa(path: Path, phones: Sequence[Phone], name: str) -> list[Phone]:
+    if name not in FESTIVAL_PHONESETS:
+        raise ValueError(f"unknown Festival phone set {name!r}; use one of {', '.join(FESTIVAL_PHONESETS)}")
+    try:
+        return [Phone(p.start, p.end, to_ipa(p.label, name)) for p in phones]
+    except FestivalError as e:
+        raise PrepareError(path, str(e), "relabel it or add it to lipsync/rigs/phonemes/festival_ipa.yaml") from None
 
 
 def prepare_alignments(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lipsync.atomic import OutputExistsError
 from lipsync.data.manifest import CorpusError
+from lipsync.prepare.alignments import PHONESET_CHOICES
 from lipsync.prepare.problems import CorpusRejected, PrepareError
 from lipsync.rigs import RigError
 
@@ -42,7 +43,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("alignments", help="TextGrid / HTS .lab / TSV phone alignment + audio -> curves")
     _common(p, "oculus15", 30.0)
-    p.add_argument("--phoneset", default="auto", choices=("auto", "arpabet", "ipa", "mfa", "espeak"))
+    p.add_argument("--phoneset", default="auto", choices=PHONESET_CHOICES,
+                   help="label set (default: detected); festival:<name> reads a festvox voice database's labels")
     p.add_argument("--tier", help="TextGrid tier with the phones (default: 'phones' or the only interval tier)")
     p.add_argument("--fit-to-audio", action="store_true", help="accept phones that run past the audio's end")
 

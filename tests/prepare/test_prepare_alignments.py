@@ -11,7 +11,7 @@ from prepare_inputs import leftovers, write_tone
 from lipsync.curves.csv import read_curves_csv
 from lipsync.data.alignment import read_alignment_tsv
 from lipsync.data.validate import load_clips
-from lipsync.prepare.alignments import prepare_alignments, read_hts_lab, read_textgrid
+from lipsync.prepare.alignments import prepare_alignments, read_festvox_lab, read_hts_lab, read_textgrid
 from lipsync.prepare.problems import CorpusRejected
 from lipsync.rigs import VISEMES
 
@@ -92,6 +92,34 @@ def test_hts_full_context_lab_gives_pp_at_m(inputs, tmp_path):
     assert_lips_close_at_m(curves)
 
 
+def write_festvox_lab(path, phones):
+    """ESPS/xlabel as festvox voice databases (CMU ARCTIC …) store it: a header, '#', then 'end colour label'."""
+    body = "".join(f"{end:.5f} 125 {label}\n" for _, end, label in phones)
+    path.write_text("separator ;\nnfields 1\n#\n" + body)
+    return path
+
+
+def test_festvox_lab_gives_pp_at_m(inputs, tmp_path):
+    radio = [(s, e, {"sil": "pau", "sp": "pau", "M": "m", "AA1": "aa"}[lab]) for s, e, lab in ARPA]  # CMU ARCTIC's set
+    write_festvox_lab(inputs / "clip.lab", radio)
+    phones = read_festvox_lab(inputs / "clip.lab")
+    assert [(p.start, p.end, p.label) for p in phones[:2]] == [(0.0, pytest.approx(0.3), "pau"), (pytest.approx(0.3), pytest.approx(0.4), "m")]
+    _, entry, curves = _prepare(inputs, tmp_path, phoneset="arpabet")
+    assert_lips_close_at_m(curves)
+
+
+def test_festival_phone_set_labels_read_through_ipa(inputs, tmp_path):
+    # Russian "мама" in Festival's msu_ru set: m aa m a; soft mm is still a closure, pau is silence.
+    russian = [(0.0, 0.3, "pau"), (0.3, 0.4, "m"), (0.4, 0.6, "aa"), (0.6, 0.7, "mm"), (0.7, 0.9, "a"), (0.9, 1.2, "pau")]
+    write_festvox_lab(inputs / "clip.lab", russian)
+    out, entry, curves = _prepare(inputs, tmp_path, phoneset="festival:russian")
+    assert_lips_close_at_m(curves)
+    assert [p.label for p in read_alignment_tsv(out / entry["alignment"])] == ["m", "a", "mʲ", "ɐ"]
+    write_festvox_lab(inputs / "clip.lab", russian[:2] + [(0.4, 0.6, "qq")] + russian[3:])
+    with pytest.raises(CorpusRejected, match=r"'qq'.*festival_ipa.yaml"):
+        _prepare(inputs, tmp_path / "again", phoneset="festival:russian")
+
+
 def test_tsv_alignment_to_arkit52(inputs, tmp_path):
     (inputs / "clip.tsv").write_text("".join(f"{s}\t{e}\t{lab}\n" for s, e, lab in ARPA))
     out = tmp_path / "corpus"
@@ -106,12 +134,14 @@ def test_tsv_alignment_to_arkit52(inputs, tmp_path):
     [
         (lambda d: (d / "clip.tsv").write_text("0.3\t0.5\tM\n0.4\t0.6\tAA\n"), "intervals must not overlap"),
         (lambda d: write_lab(d / "clip.lab", [(0.3, 0.5, "m"), (0.4, 0.6, "aa")]), "intervals overlap"),
+        (lambda d: (d / "clip.lab").write_text("#\n0.3 125 pau\nzero 125 m\n"), "line 3 is not 'end_time colour label'"),
+        (lambda d: write_festvox_lab(d / "clip.lab", [(0, 0.5, "pau"), (0, 0.4, "m")]), "ends at 0.4 s before it starts at 0.5 s"),
         (lambda d: write_textgrid(d / "clip.TextGrid", [(0.0, 1.2, "")]), "tier 'phones' has no labelled intervals"),
         (lambda d: write_textgrid(d / "clip.TextGrid", [(0.0, 0.3, "M"), (0.3, 0.5, "QX7")]), "unknown phone(s) 'QX7'"),
         (lambda d: write_textgrid(d / "clip.TextGrid", [(0.0, 1.0, "M"), (1.0, 2.0, "AA")]), "audio (1.200 s) is shorter than its alignment (2.000 s)"),
         (lambda d: write_textgrid(d / "clip.TextGrid", ARPA, tier="segs", words=True), "no phone tier (interval tiers: words, segs)"),
     ],
-    ids=["overlapping tsv", "overlapping lab", "empty tier", "unknown phones", "audio shorter", "no phone tier"],
+    ids=["overlapping tsv", "overlapping lab", "festvox bad line", "festvox time back", "empty tier", "unknown phones", "audio shorter", "no phone tier"],
 )
 def test_malformed_alignment_gives_one_line_and_writes_nothing(inputs, tmp_path, write, words):
     write(inputs)

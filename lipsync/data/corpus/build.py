@@ -333,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                              "without it, the espeak-only corpus of the demo")
     parser.add_argument("--mbrola-voices", default=",".join(mbrola.VOICES), help="MBROLA voices to use")
     parser.add_argument("--festival-voices", default=",".join(festival.VOICES),
-                        help="Festival voices to use (kal_diphone and cmu_us_slt_arctic_hts are refused: reserved for evaluation)")
+                        help="Festival voices to use (kal_diphone, cmu_us_slt_arctic_hts and msu_ru_nsh_clunits are refused: "
+                             "reserved for evaluation)")
     parser.add_argument("--flite-voices", default=",".join(flite.VOICES),
                         help="Flite voices to use (kal, kal16 and slt are refused: the reserved voices' speakers)")
     args = parser.parse_args(argv)  # fmt: skip

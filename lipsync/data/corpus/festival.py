@@ -13,7 +13,10 @@ Festival in the encoding its front end reads.
 
 Two Festival voices are reserved for the project's independent evaluation
 and refused here: ``kal_diphone`` and ``cmu_us_slt_arctic_hts``. Never
-train, tune or select models on them.
+train, tune or select models on them. So is ``msu_ru_nsh_clunits``: its
+unit-selection voice plays back its own database, whose 620 labelled
+recordings of a real speaker (festvox-ru) are the project's human-speech
+test set (data/README.md).
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from lipsync.data.corpus.closures import extend_stops_to_release
 from lipsync.data.corpus.espeak import Synthesis
 from lipsync.rigs.coarticulation import Phone
 
-RESERVED_VOICES = frozenset({"kal_diphone", "cmu_us_slt_arctic_hts"})
+RESERVED_VOICES = frozenset({"kal_diphone", "cmu_us_slt_arctic_hts", "msu_ru_nsh_clunits"})
 ENGLISH_VOICES = ("ked_diphone",)  # English voices in Debian main that are not reserved (festvox-kdlpc16k)
 
 
@@ -217,6 +220,9 @@ def to_arpabet(label: str) -> str:
 def _ipa_table() -> tuple[frozenset[str], dict[str, dict[str, str]]]:
     table = yaml.safe_load(_PHONE_TABLE.read_text(encoding="utf-8"))
     return frozenset(table["silence"]), {k: {str(a): b for a, b in v.items()} for k, v in table["phonesets"].items()}
+
+
+FESTIVAL_PHONESETS = tuple(_ipa_table()[1])  # the other languages' phone sets festival_ipa.yaml maps
 
 
 def to_ipa(label: str, phoneset: str) -> str:
