@@ -11,11 +11,12 @@ level (gain).
 ``no_speech`` is there because synthetic corpora have no recording without a
 voice in it: their pauses are digital silence or a faint floor, so a model
 trained on them reads steady noise at speech level as speech (measured: pink
-noise gave lip closures). ``resynth`` is there because each engine has its
-own voice source (espeak-ng's formant-synthesis pulses, MBROLA's and the
-diphone voices' recorded or LPC residuals) and a model that learns one
-engine's source misreads another's; the mouth shape lives in the vocal
-tract filter, which resynthesis keeps.
+noise gave lip closures). ``resynth`` tests whether a model misreads an
+unheard engine because it learned the heard engines' voice sources
+(espeak-ng's formant-synthesis pulses, MBROLA's and the diphone voices'
+recorded or LPC residuals): the mouth shape lives in the vocal tract
+filter, which resynthesis keeps. Measured, it did not help (issue 8's
+note), so every config leaves it off.
 
 Every effect but ``speed`` keeps the timing: filters are zero-phase,
 reverberation is causal with the direct sound at lag 0, codec delays are
