@@ -48,7 +48,7 @@ NO_SPEECH_KINDS = ("white", "pink", "brown", "coloured", "hum")  # not babble: o
 NOISE_KINDS = NO_SPEECH_KINDS + ("babble",)
 # Each effect's defaults; a config overrides any of them (``p`` is the probability per window).
 DEFAULTS: dict[str, dict] = {
-    "no_speech": {"p": 0.0, "min_dbfs": -60.0, "max_dbfs": -15.0, "kinds": list(NO_SPEECH_KINDS), "bursts": 0.0},
+    "no_speech": {"p": 0.0, "min_dbfs": -60.0, "max_dbfs": -15.0, "kinds": list(NO_SPEECH_KINDS)},
     "resynth": {"p": 0.0, "min_pitch_factor": 0.7, "max_pitch_factor": 1.4, "max_noise": 0.3},
     "speed": {"p": 0.0, "min_factor": 0.9, "max_factor": 1.1},
     "formant": {"p": 0.0, "min_factor": 0.88, "max_factor": 1.12},
@@ -170,33 +170,12 @@ def _within_unit_range(audio: np.ndarray) -> np.ndarray:
 def no_speech(
     n_samples: int, n_frames: int, rest_pose: np.ndarray, rng: np.random.Generator, settings: Mapping
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A window with no voice in it, posed at rest: one kind of noise at an RMS level in [min_dbfs, max_dbfs].
-
-    With probability ``bursts`` the noise comes and goes instead (a fan
-    switched on, a passing car): see ``_burst_envelope``; the level is then
-    the level while it is on.
-    """
+    """A window with no voice in it: one kind of noise at an RMS level in [min_dbfs, max_dbfs], and the rest pose."""
     level_db = rng.uniform(settings["min_dbfs"], settings["max_dbfs"])
     noise = make_noise(str(rng.choice(list(settings["kinds"]))), n_samples, rng, [])
     noise *= 10 ** (level_db / 20) / max(float(np.sqrt(np.mean(noise**2))), 1e-20)
-    if rng.random() < settings["bursts"]:
-        noise *= _burst_envelope(n_samples, rng)
     curves = np.broadcast_to(rest_pose, (n_frames, len(rest_pose))).copy()
     return noise.astype(np.float32), curves
-
-
-def _burst_envelope(n: int, rng: np.random.Generator) -> np.ndarray:
-    """1 while a burst is on, a floor 20-50 dB down otherwise; 1-2 bursts of 0.2 s or more, 5-50 ms ramps."""
-    floor = 10 ** (-rng.uniform(20.0, 50.0) / 20)
-    envelope = np.full(n, floor)
-    for _ in range(int(rng.integers(1, 3))):
-        length = int(rng.integers(min(n, SAMPLE_RATE // 5), n + 1))
-        start = int(rng.integers(-length // 2, n - length // 2))
-        ramp = max(2, int(rng.uniform(0.005, 0.05) * SAMPLE_RATE))
-        shape = np.minimum(1.0, np.minimum(np.arange(length) + 1, np.arange(length, 0, -1)) / ramp)
-        lo, hi = max(start, 0), min(start + length, n)
-        envelope[lo:hi] = np.maximum(envelope[lo:hi], floor + (1 - floor) * shape[lo - start : hi - start])
-    return envelope
 
 
 LPC_ORDER = 18  # all-pole vocal tract model at 16 kHz: ~9 resonances up to 8 kHz
@@ -394,11 +373,10 @@ def make_noise(kind: str, n: int, rng: np.random.Generator, babble: list) -> np.
         bins = np.maximum(np.arange(len(spectrum)), 1)
         spectrum /= np.sqrt(bins) if kind == "pink" else bins
         return np.fft.irfft(spectrum, n)
-    if kind == "coloured":  # two power slopes (-12..+3 dB per octave) meeting at a knee, 1-3 broad bumps or dips
+    if kind == "coloured":  # a random power slope (-9..+3 dB per octave) with 1-3 broad bumps or dips of up to 12 dB
         freqs = np.maximum(np.fft.rfftfreq(n, 1 / SAMPLE_RATE), 20.0)
         octaves = np.log2(freqs / 1000.0)
-        low_slope, high_slope, knee = rng.uniform(-12.0, 3.0), rng.uniform(-12.0, 3.0), rng.uniform(-1.7, 2.0)
-        gain_db = np.where(octaves < knee, low_slope * (octaves - knee), high_slope * (octaves - knee))
+        gain_db = rng.uniform(-9.0, 3.0) * octaves
         for _ in range(int(rng.integers(1, 4))):
             # height (dB), centre (octaves from 1 kHz: ~90 Hz .. 7.5 kHz), width (octaves), drawn in that order
             height, centre, width = rng.uniform(-12.0, 12.0), rng.uniform(-3.5, 2.9), rng.uniform(0.3, 1.5)
