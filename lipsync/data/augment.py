@@ -201,12 +201,12 @@ def resynthesise(audio: np.ndarray, rng: np.random.Generator, settings: Mapping)
     starts = np.arange(0, n, LPC_HOP) - LPC_HOP
     padded = np.pad(pre, (LPC_HOP, LPC_FRAME))
     frames = np.lib.stride_tricks.sliding_window_view(padded, LPC_FRAME)[starts + LPC_HOP] * window
-    energy = np.sum(frames**2, axis=1)
+    lags = np.arange(LPC_ORDER + 1)
+    r = np.stack([np.sum(frames[:, : LPC_FRAME - k] * frames[:, k:], axis=1) for k in lags], axis=1)
+    energy = r[:, 0].copy()  # lag 0 is each frame's energy
     f0, voiced = _pitch(x, starts + LPC_FRAME // 2)
     voiced &= energy > 1e-4 * energy.max()
     source = _excitation(n, starts, f0, voiced, rng, settings)
-    lags = np.arange(LPC_ORDER + 1)
-    r = np.stack([np.sum(frames[:, : LPC_FRAME - k] * frames[:, k:], axis=1) for k in lags], axis=1)
     r *= np.exp(-0.5 * (0.002 * lags) ** 2)  # lag window: no needle-sharp resonances
     r[:, 0] = r[:, 0] * 1.0001 + 1e-20  # white-noise correction keeps the filters stable
     filters = _levinson(r)

@@ -92,9 +92,10 @@ def read_festvox_lab(path: str | Path) -> list[Phone]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise PrepareError(path, f"cannot read ({e})", "give a UTF-8 festvox label file") from None
-    if "#" not in (line.strip() for line in lines):
+    stripped = [line.strip() for line in lines]
+    if "#" not in stripped:
         raise PrepareError(path, "has no '#' line ending the header", "give a festvox/ESPS .lab file")
-    body_start = [line.strip() for line in lines].index("#") + 1
+    body_start = stripped.index("#") + 1
     phones, start = [], 0.0
     for number, line in enumerate(lines[body_start:], start=body_start + 1):
         fields = line.split()
