@@ -18,11 +18,10 @@ from typing import Sequence
 
 from lipsync.curves import Curves
 from lipsync.data.alignment import AlignmentError, read_alignment_tsv
-from lipsync.data.corpus.festival import FESTIVAL_PHONESETS, FestivalError, to_ipa
 from lipsync.prepare.problems import PrepareError
 from lipsync.rigs import Rig
 from lipsync.rigs.coarticulation import Phone, phones_to_curves
-from lipsync.rigs.phonemes import PHONESETS, UnknownPhoneError, detect_phoneset, visemes_for
+from lipsync.rigs.phonemes import FESTIVAL_PHONESETS, PHONESETS, UnknownPhoneError, detect_phoneset, festival_to_ipa, visemes_for
 
 SILENCE_LABELS = frozenset({"", "sil", "sp", "spn", "pau", "<eps>", "h#", "#", "_", "silence", "<sil>"})
 PHONE_TIER_NAMES = ("phones", "phone", "phonemes", "phoneme", "segments", "segment")
@@ -184,11 +183,9 @@ def alignment_to_curves(path: Path, phones: Sequence[Phone], rig: Rig, fps: floa
 
 
 def _festival_to_ipa(path: Path, phones: Sequence[Phone], name: str) -> list[Phone]:
-    if name not in FESTIVAL_PHONESETS:
-        raise ValueError(f"unknown Festival phone set {name!r}; use one of {', '.join(FESTIVAL_PHONESETS)}")
     try:
-        return [Phone(p.start, p.end, to_ipa(p.label, name)) for p in phones]
-    except FestivalError as e:
+        return [Phone(p.start, p.end, festival_to_ipa(p.label, name)) for p in phones]
+    except UnknownPhoneError as e:
         raise PrepareError(path, str(e), "relabel it or add it to lipsync/rigs/phonemes/festival_ipa.yaml") from None
 
 

@@ -3,7 +3,8 @@
 The tables are YAML files in ``phonemes/``. A phone maps to a tuple of
 visemes: one for most phones, several for diphthongs (their time is shared in
 order), ``NEXT`` for /h/, which borrows the next sounding phone's shape, and
-``SILENCE`` for pauses.
+``SILENCE`` for pauses. Festival's non-English phone sets (``italian``,
+``russian`` …) are first spelled as IPA through ``phonemes/festival_ipa.yaml``.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ PHONESETS = ("arpabet", "ipa", "espeak")
 SILENCE = ("sil",)
 NEXT = ("_next",)
 _TABLE_DIR = Path(__file__).parent / "phonemes"
+FESTIVAL_TABLE = _TABLE_DIR / "festival_ipa.yaml"
 _ARPABET_LABEL = re.compile(r"^[A-Z]{1,3}[012]?$")
 _IPA_MODIFIERS = "ˈˌːˑ̩̯̃ʰʷʲˠˤ̥̬̪̺̻̚˞‿͜͡.-"
 
@@ -105,3 +107,26 @@ def _lookup_ipa(label: str) -> tuple[str, ...] | None:
     if not sounding:
         return NEXT
     return tuple(v for k, v in enumerate(sounding) if k == 0 or sounding[k - 1] != v)
+
+
+@lru_cache(maxsize=None)
+def _festival_tables() -> tuple[frozenset[str], dict[str, dict[str, str]]]:
+    spec = yaml.safe_load(FESTIVAL_TABLE.read_text(encoding="utf-8"))
+    return frozenset(spec["silence"]), {k: {str(a): b for a, b in v.items()} for k, v in spec["phonesets"].items()}
+
+
+FESTIVAL_PHONESETS = tuple(_festival_tables()[1])  # the Festival phone sets festival_ipa.yaml spells as IPA
+
+
+def festival_to_ipa(label: str, phoneset: str) -> str:
+    """A label of one of Festival's non-English phone sets as IPA (``sil`` for pauses); a stress digit (a1) is dropped."""
+    silence, tables = _festival_tables()
+    if phoneset not in tables:
+        raise ValueError(f"unknown Festival phone set {phoneset!r}; use one of {', '.join(FESTIVAL_PHONESETS)}")
+    if label in silence or label == "":
+        return SILENCE[0]
+    table = tables[phoneset]
+    for key in (label, re.sub(r"(?<=\D)[0-9]$", "", label)):
+        if key in table:
+            return table[key]
+    raise UnknownPhoneError(f"Festival phone {label!r} of the {phoneset} phone set is not in {FESTIVAL_TABLE}; add it there")

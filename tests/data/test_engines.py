@@ -15,6 +15,7 @@ from lipsync.data.corpus.espeak import synthesise as espeak_synthesise
 from lipsync.data.validate import validate_corpus
 from lipsync.rigs import load_rig
 from lipsync.rigs.coarticulation import phones_to_curves
+from lipsync.rigs.phonemes import UnknownPhoneError, _festival_tables, festival_to_ipa
 
 needs_espeak = pytest.mark.skipif(
     not espeak_available(), reason="libespeak-ng is not installed (apt-get install espeak-ng libespeak-ng1)"
@@ -205,7 +206,7 @@ def test_festival_other_languages_timing_is_its_segments_and_p_closures_fall_ins
     assert raw[-1].end == pytest.approx(len(audio) / sample_rate, abs=0.03)
     synth = festival.synthesise(text, voice)
     assert [p.label for p in synth.phones if p.label != "sil"] == [
-        festival.to_ipa(p.label, festival.LANGUAGES[language].phoneset) for p in raw if p.label not in ("#", "##", "pau")
+        festival.to_label(p.label, language) for p in raw if p.label not in ("#", "##", "pau")
     ]  # stored as IPA, every one of the voice's phones known to festival_ipa.yaml
     sounding = [p for p in synth.phones if p.label != "sil"]
     reported = [p for p in raw if p.label not in ("#", "##", "pau") and p.end > p.start]
@@ -223,9 +224,14 @@ def test_festival_text_in_an_encoding_its_front_end_cannot_read_is_refused():
 
 
 def test_festival_phone_labels_translate_to_ipa_or_fail_naming_the_table():
-    with pytest.raises(festival.FestivalError, match="festival_ipa.yaml"):
-        festival.to_ipa("qq", "italian")
-    assert festival.to_ipa("a1", "italian") == "a" and festival.to_ipa("#", "czech") == "sil"
+    assert festival_to_ipa("a1", "italian") == "a" and festival_to_ipa("#", "czech") == "sil"
+    assert festival.to_label("a1", "it") == "a" and festival.to_label("p", "en") == "P"
+    with pytest.raises(UnknownPhoneError, match="festival_ipa.yaml"):
+        festival_to_ipa("qq", "italian")
+    with pytest.raises(festival.FestivalError, match="'qq'.*festival_ipa.yaml"):  # the corpus builder's own error
+        festival.to_label("qq", "it")
+    with pytest.raises(ValueError, match="unknown Festival phone set 'klingon'; use one of italian"):
+        festival_to_ipa("a", "klingon")
 
 
 @pytest.mark.parametrize("name", sorted(festival.RESERVED_VOICES))
@@ -361,7 +367,7 @@ def test_festival_corpus_trains_on_every_language_and_holds_out_english_speakers
     said = [s for s in festival.sentences("it") if s in italian["text"]]  # two of the language's own sentences
     assert len(said) == 2 and len(" ".join(said)) == len(italian["text"])
     labels = [line.split("\t")[-1] for line in (out / italian["alignment"]).read_text().splitlines()[1:]]
-    assert set(labels) - {"sil"} <= set(festival._ipa_table()[1]["italian"].values())  # stored as IPA
+    assert set(labels) - {"sil"} <= {festival_to_ipa(p, "italian") for p in _festival_tables()[1]["italian"]}  # stored as IPA
 
 
 def test_unknown_festival_voices_are_refused_before_writing(tmp_path, capsys):

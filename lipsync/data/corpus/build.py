@@ -31,7 +31,7 @@ from lipsync.curves.csv import write_curves_csv
 from lipsync.data.alignment import write_alignment_tsv
 from lipsync.data.corpus import festival, flite, mbrola
 from lipsync.data.corpus.engines import (
-    DESCRIPTIONS, ENGINES, LICENCES, EngineError, check_engines, phoneset_of, plan_engine, speak_all,
+    DESCRIPTIONS, ENGINES, LICENCES, check_engines, phoneset_of, plan_engine, speak_all,
 )  # fmt: skip
 from lipsync.data.corpus.espeak import PAUSE, Voice, synthesise
 from lipsync.data.corpus.sentences import compose_text

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import random
-import re
 import shutil
 import subprocess
 import tempfile
@@ -30,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import soundfile as sf
-import yaml
 
 from lipsync.data.corpus.closures import extend_stops_to_release
 from lipsync.data.corpus.espeak import Synthesis
 from lipsync.rigs.coarticulation import Phone
+from lipsync.rigs.phonemes import UnknownPhoneError, festival_to_ipa
 
 RESERVED_VOICES = frozenset({"kal_diphone", "cmu_us_slt_arctic_hts", "msu_ru_nsh_clunits"})
 ENGLISH_VOICES = ("ked_diphone",)  # English voices in Debian main that are not reserved (festvox-kdlpc16k)
@@ -70,7 +69,6 @@ INSTALL_HINT = (
     "install it (Debian: apt-get install festival " + " ".join(lang.package for lang in LANGUAGES.values())
     + ", or scripts/install_engines.sh)"
 )
-_PHONE_TABLE = Path(__file__).resolve().parents[2] / "rigs" / "phonemes" / "festival_ipa.yaml"
 _TEXT_DIR = Path(__file__).resolve().parent / "texts"
 # Stops of the other languages, as stored (IPA). Measured on 14-23 /p/ per voice: the Catalan voice
 # releases up to 10 ms after the segment's end in about 1 of 11, so these stops are extended to a late burst
@@ -216,30 +214,14 @@ def to_arpabet(label: str) -> str:
     return PAUSE if label in ("pau", "#", "") else label.upper()
 
 
-@functools.lru_cache(maxsize=None)
-def _ipa_table() -> tuple[frozenset[str], dict[str, dict[str, str]]]:
-    table = yaml.safe_load(_PHONE_TABLE.read_text(encoding="utf-8"))
-    return frozenset(table["silence"]), {k: {str(a): b for a, b in v.items()} for k, v in table["phonesets"].items()}
-
-
-FESTIVAL_PHONESETS = tuple(_ipa_table()[1])  # the other languages' phone sets festival_ipa.yaml maps
-
-
-def to_ipa(label: str, phoneset: str) -> str:
-    """A label of one of Festival's other phone sets as IPA; a stress digit (a1) is dropped."""
-    silence, tables = _ipa_table()
-    if label in silence or label == "":
-        return PAUSE
-    table = tables[phoneset]
-    for key in (label, re.sub(r"(?<=\D)[0-9]$", "", label)):
-        if key in table:
-            return table[key]
-    raise FestivalError(f"Festival phone {label!r} of the {phoneset} phone set is not in {_PHONE_TABLE}; add it there")
-
-
 def to_label(label: str, language: str) -> str:
     """Festival's label as alignments store it: ARPAbet for English, IPA otherwise."""
-    return to_arpabet(label) if language == "en" else to_ipa(label, LANGUAGES[language].phoneset)
+    if language == "en":
+        return to_arpabet(label)
+    try:
+        return festival_to_ipa(label, LANGUAGES[language].phoneset)
+    except UnknownPhoneError as e:
+        raise FestivalError(str(e)) from None
 
 
 def tile_segments(segs: list[Phone], duration: float, language: str = "en") -> list[Phone]:
