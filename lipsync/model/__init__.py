@@ -35,6 +35,10 @@ class LipSyncModel(nn.Module):
         return torch.sigmoid(self.logits(waveform, lengths))
 
     def logits(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.logits_and_features(waveform, lengths)[0]
+
+    def logits_and_features(self, waveform: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits [B, T, C], the encoder's features aligned to the animation frames [B, T, D]) for training-time heads."""
         features, feature_lengths = self.encoder(waveform, lengths)
         out_lengths = self.frame_lengths(lengths)
         if torch.jit.is_tracing() or bool((lengths == waveform.shape[1]).all()):
@@ -46,7 +50,7 @@ class LipSyncModel(nn.Module):
                  for i in range(features.shape[0])],
                 batch_first=True,
             )
-        return self.head(aligned, out_lengths)
+        return self.head(aligned, out_lengths), aligned
 
 
 def build_model(cfg: Mapping[str, Any]) -> LipSyncModel:

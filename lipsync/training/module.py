@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from lipsync.model import LipSyncModel
+from lipsync.training.adversary import DomainAdversary
 from lipsync.training.losses import CurveLoss
 from lipsync.training.metrics import CurveMetrics
 from lipsync.training.plots import curves_figure, save_figure
@@ -35,6 +36,7 @@ class LipSyncTask(L.LightningModule):
         plot_dir: str | Path | None = None,
         plot_clips: int = 3,
         numerics_guard: Any = None,  # lipsync.health.NumericsGuard, or None to skip the checks
+        adversary: DomainAdversary | None = None,  # training only: features that do not tell the engine
     ):
         super().__init__()
         self.model = model
@@ -47,13 +49,18 @@ class LipSyncTask(L.LightningModule):
         self.plot_clips = plot_clips
         self._plot_samples: list = []
         self.guard = numerics_guard
+        self.adversary = adversary
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.model(waveform, lengths)
 
     def _step(self, batch: dict) -> tuple[dict, torch.Tensor]:
-        logits = self.model.logits(batch["audio"], batch["audio_lengths"])
-        return self.criterion(logits, batch["curves"], batch["mask"]), torch.sigmoid(logits)
+        logits, features = self.model.logits_and_features(batch["audio"], batch["audio_lengths"])
+        losses = self.criterion(logits, batch["curves"], batch["mask"])
+        if self.adversary is not None and self.training:
+            adversarial = self.adversary(features, batch["mask"], batch["ids"], self.global_step)
+            losses = {**losses, **adversarial, "loss": losses["loss"] + adversarial["adversary"]}
+        return losses, torch.sigmoid(logits)
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         self.model.encoder.set_step(self.global_step)
@@ -121,7 +128,8 @@ class LipSyncTask(L.LightningModule):
     def configure_optimizers(self):
         # total_steps comes from the config, not trainer.estimated_stepping_batches,
         # which resets the data loaders' state (Lightning #20550).
-        optimizer = self.optimizer_factory(params=[p for p in self.model.parameters()])
+        modules = [self.model] + ([self.adversary] if self.adversary is not None else [])
+        optimizer = self.optimizer_factory(params=[p for m in modules for p in m.parameters()])
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, self.warmup_steps, self.total_steps)
         )

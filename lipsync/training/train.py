@@ -28,6 +28,7 @@ from lipsync.health import HealthStop, build_health, build_numerics_guard
 from lipsync.model import build_model
 from lipsync.model.checkpoint import portable_model_config
 from lipsync.rigs import load_rig
+from lipsync.training.adversary import DomainAdversary
 from lipsync.training.module import LipSyncTask
 from lipsync.training.rundir import archive_previous_run, mark_done, read_done, record_run
 
@@ -112,6 +113,7 @@ def train(cfg: DictConfig) -> int:
         plot_dir=run_dir / "plots",
         plot_clips=cfg.plot_clips,
         numerics_guard=build_numerics_guard(cfg.health, run_dir) if cfg.health.backend != "off" else None,
+        adversary=_adversary(cfg, model, train_clips),
     )
 
     if val_loader is None:
@@ -170,6 +172,24 @@ def _exclude(clips: list, root, exclude: DictConfig) -> list:
     return clips
 
 
+def _adversary(cfg: DictConfig, model, train_clips: list) -> DomainAdversary | None:
+    """The domain adversary of ``adversary.field`` (e.g. engine) over the training clips, or None when off."""
+    field = cfg.adversary.field
+    if not field:
+        return None
+    value_of = manifest_field(cfg.data.root, field)
+    missing = [c.id for c in train_clips if value_of.get(c.id, "?") == "?"]
+    if missing:
+        raise ValueError(f"adversary.field={field}: {len(missing)} training clip(s) of {cfg.data.root} have no "
+                         f"'{field}' in manifest.jsonl (first: {missing[0]}); add it or set adversary.field=null")
+    adversary = DomainAdversary(model.encoder.output_dim, {c.id: str(value_of[c.id]) for c in train_clips},
+                                weight=cfg.adversary.weight, hidden=cfg.adversary.hidden,
+                                ramp_steps=cfg.adversary.ramp_steps)
+    print(f"adversary: the encoder's features are trained not to tell {field} apart "
+          f"({', '.join(adversary.domains)}; strength {adversary.weight} after {adversary.ramp_steps} steps)")
+    return adversary
+
+
 def _trainer_args(trainer_cfg: DictConfig) -> dict:
     args = OmegaConf.to_container(trainer_cfg, resolve=True)
     if args.get("accelerator") == "auto":
@@ -186,7 +206,9 @@ def watched_config(cfg: DictConfig) -> dict:
     data = OmegaConf.to_container(cfg.data, resolve=True)
     return {"model": OmegaConf.to_container(cfg.model, resolve=True), "seed": cfg.seed,
             "data": {k: v for k, v in data.items() if k not in UNWATCHED_DATA_KEYS},
-            "augment": OmegaConf.to_container(cfg.augment, resolve=True)}
+            "augment": OmegaConf.to_container(cfg.augment, resolve=True),
+            # Only when on: runs from before the adversary existed keep their config hash.
+            **({"adversary": OmegaConf.to_container(cfg.adversary)} if cfg.get("adversary", {}).get("field") else {})}
 
 
 def manifest_fields(watched: dict) -> dict:
