@@ -44,7 +44,7 @@ from scipy import signal
 from lipsync.audio import SAMPLE_RATE, num_frames
 
 EFFECTS = ("no_speech", "resynth", "speed", "formant", "reverb", "noise", "eq", "telephone", "codec", "gain")
-NO_SPEECH_KINDS = ("white", "pink", "brown", "coloured", "hum")  # not babble: other voices would be speech
+NO_SPEECH_KINDS = ("white", "pink", "brown", "coloured", "band", "hum")  # not babble: other voices would be speech
 NOISE_KINDS = NO_SPEECH_KINDS + ("babble",)
 # Each effect's defaults; a config overrides any of them (``p`` is the probability per window).
 DEFAULTS: dict[str, dict] = {
@@ -382,6 +382,10 @@ def make_noise(kind: str, n: int, rng: np.random.Generator, babble: list) -> np.
             height, centre, width = rng.uniform(-12.0, 12.0), rng.uniform(-3.5, 2.9), rng.uniform(0.3, 1.5)
             gain_db += height * np.exp(-0.5 * ((octaves - centre) / width) ** 2)
         return np.fft.irfft(np.fft.rfft(rng.standard_normal(n)) * 10 ** (gain_db / 20), n)
+    if kind == "band":  # band-limited hiss (a phone line, a small speaker, a fan): random edges and steepness
+        low, high, order = rng.uniform(80.0, 2000.0), rng.uniform(2500.0, 7900.0), int(rng.integers(1, 5))
+        return signal.sosfilt(signal.butter(order, [low, high], "bandpass", fs=SAMPLE_RATE, output="sos"),
+                              rng.standard_normal(n))
     if kind == "hum":  # mains hum (50 or 60 Hz and its harmonics) over a faint hiss
         t = np.arange(n) / SAMPLE_RATE
         mains = rng.choice([50.0, 60.0])

@@ -159,6 +159,10 @@ def test_noise_kinds_have_their_spectral_slope():
     hum = np.abs(np.fft.rfft(make_noise("hum", n, np.random.default_rng(1), []))) ** 2
     mains = freqs[np.argmax(hum)]
     assert mains in (50.0, 60.0)
+    rumble, middle = (freqs > 20) & (freqs < 40), (freqs > 2000) & (freqs < 2500)  # always outside / inside the band
+    bands = [np.abs(np.fft.rfft(make_noise("band", n, np.random.default_rng(seed), []))) ** 2 for seed in range(6)]
+    drop_db = [10 * np.log10(b[middle].mean() / b[rumble].mean()) for b in bands]
+    assert all(d > 6 for d in drop_db) and len({round(d, 1) for d in drop_db}) == 6  # a new band each draw
 
 
 def _vowels(f0: float, formants_per_vowel, seconds_each: float = 0.3, gap: float = 0.1) -> np.ndarray:
