@@ -44,6 +44,7 @@ import yaml
 
 from lipsync.data.corpus.closures import extend_stops_to_release
 from lipsync.data.corpus.espeak import PAUSE, STOPS, Synthesis
+from lipsync.data.corpus.tiling import relabel_and_merge
 from lipsync.rigs.coarticulation import Phone
 
 VOICE_DIR = Path("/usr/share/mbrola")
@@ -171,16 +172,7 @@ def silence_missing_diphones(raw: list[Phone], missing: set[tuple[str, str]]) ->
 
 def tile_phones(raw: list[Phone], duration: float, voice: str = "us1") -> list[Phone]:
     """Translate symbols, merge neighbouring pauses, and make the last phone end with the audio."""
-    out: list[Phone] = []
-    for p in raw:
-        label = to_espeak_mnemonic(p.label, voice)
-        start, end = min(p.start, duration), min(p.end, duration)
-        if end <= start:
-            continue
-        if out and label == PAUSE and out[-1].label == PAUSE:
-            out[-1] = Phone(out[-1].start, end, PAUSE)
-        else:
-            out.append(Phone(start, end, label))
+    out = relabel_and_merge(raw, duration, lambda label: to_espeak_mnemonic(label, voice), PAUSE)
     if out and out[-1].end < duration:  # MBROLA may render a few ms beyond the .pho's total
         last = out[-1]
         out[-1] = Phone(last.start, duration, last.label)
