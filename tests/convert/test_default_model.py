@@ -38,15 +38,15 @@ def test_convert_without_model_uses_the_shipped_one(tmp_path, capsys):
 
 
 def test_shipped_model_keeps_the_mouth_at_rest_on_noise_alone(tmp_path):
-    """Room tone, hum and noise with no voice in them are not speech (the old model mouthed along to pink noise)."""
+    """Room tone, hum, hiss and noise with no voice in them are not speech (the old model mouthed along to pink noise)."""
     src = tmp_path / "noise"
     src.mkdir()
     rng = np.random.default_rng(0)
-    for kind in ("white", "pink", "brown", "hum"):
+    for kind in ("white", "pink", "brown", "band", "hum"):
         x = make_noise(kind, 5 * 16000, rng, [])
         sf.write(src / f"{kind}.wav", (x * 10 ** (-25 / 20) / np.sqrt(np.mean(x**2))).astype(np.float32), 16000)
     assert main([str(src), "--out", str(tmp_path / "out"), "--format", "csv", "--no-progress"]) == 0
-    for kind in ("white", "pink", "brown", "hum"):
+    for kind in ("white", "pink", "brown", "band", "hum"):
         curves = read_curves_csv(tmp_path / "out" / f"{kind}.csv")
         rest = curves.values[:, curves.channels.index("sil")]
         moving = np.delete(curves.values, curves.channels.index("sil"), axis=1).max(axis=1) >= 0.5
