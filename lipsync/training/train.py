@@ -182,7 +182,7 @@ def _adversary(cfg: DictConfig, model, train_clips: list) -> DomainAdversary | N
     if missing:
         raise ValueError(f"adversary.field={field}: {len(missing)} training clip(s) of {cfg.data.root} have no "
                          f"'{field}' in manifest.jsonl (first: {missing[0]}); add it or set adversary.field=null")
-    adversary = DomainAdversary(model.encoder.output_dim, {c.id: str(value_of[c.id]) for c in train_clips},
+    adversary = DomainAdversary(model.encoder.output_dim, {c.id: value_of[c.id] for c in train_clips},
                                 weight=cfg.adversary.weight, hidden=cfg.adversary.hidden,
                                 ramp_steps=cfg.adversary.ramp_steps)
     print(f"adversary: the encoder's features are trained not to tell {field} apart "
@@ -208,7 +208,7 @@ def watched_config(cfg: DictConfig) -> dict:
             "data": {k: v for k, v in data.items() if k not in UNWATCHED_DATA_KEYS},
             "augment": OmegaConf.to_container(cfg.augment, resolve=True),
             # Only when on: runs from before the adversary existed keep their config hash.
-            **({"adversary": OmegaConf.to_container(cfg.adversary)} if cfg.get("adversary", {}).get("field") else {})}
+            **({"adversary": OmegaConf.to_container(cfg.adversary)} if cfg.adversary.field else {})}
 
 
 def manifest_fields(watched: dict) -> dict:
