@@ -5,6 +5,7 @@ import logging
 import os
 import time
 import warnings
+from collections import Counter
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def train(cfg: DictConfig) -> int:
     clips = load_clips(cfg.data.root, rig, cfg.data.fps, splits=("train", "val"),
                        skip_bad=cfg.data.skip_bad_clips)
     clips = _exclude(clips, cfg.data.root, cfg.data.exclude)
-    train_clips = [c for c in clips if c.split in ("train", None)]
+    train_clips = _balance([c for c in clips if c.split in ("train", None)], cfg.data.root, cfg.data.balance_by)
     val_clips = [c for c in clips if c.split == "val"]
     if not train_clips:
         raise ValueError(f"{cfg.data.root}: no clips with split 'train' (or no split) to train on")
@@ -172,6 +173,24 @@ def _exclude(clips: list, root, exclude: DictConfig) -> list:
     return clips
 
 
+def _balance(clips: list, root, field: str | None) -> list:
+    """Repeat the clips of each ``field`` group (e.g. engine) so every group gets about as many windows per epoch.
+
+    A group of n clips is repeated round(largest group / n) times; repeats draw their own windows.
+    """
+    if not field:
+        return clips
+    value_of = manifest_field(root, field)
+    missing = [c.id for c in clips if value_of.get(c.id, "?") == "?"]
+    if missing:
+        raise ValueError(f"data.balance_by={field}: {len(missing)} training clip(s) of {root} have no '{field}' "
+                         f"in manifest.jsonl (first: {missing[0]}); add it or set data.balance_by=null")
+    sizes = Counter(value_of[c.id] for c in clips)
+    repeats = {group: max(1, round(max(sizes.values()) / n)) for group, n in sizes.items()}
+    print("data.balance_by: " + ", ".join(f"{g} {sizes[g]} clips x{repeats[g]}" for g in sorted(sizes)))
+    return [c for c in clips for _ in range(repeats[value_of[c.id]])]
+
+
 def _adversary(cfg: DictConfig, model, train_clips: list) -> DomainAdversary | None:
     """The domain adversary of ``adversary.field`` (e.g. engine) over the training clips, or None when off."""
     field = cfg.adversary.field
@@ -205,7 +224,9 @@ def watched_config(cfg: DictConfig) -> dict:
     """The part of the config that decides the model and the data order (recorded in every manifest)."""
     data = OmegaConf.to_container(cfg.data, resolve=True)
     return {"model": OmegaConf.to_container(cfg.model, resolve=True), "seed": cfg.seed,
-            "data": {k: v for k, v in data.items() if k not in UNWATCHED_DATA_KEYS},
+            # balance_by only when on, like the adversary: older runs keep their config hash.
+            "data": {k: v for k, v in data.items()
+                     if k not in UNWATCHED_DATA_KEYS and not (k == "balance_by" and v is None)},
             "augment": OmegaConf.to_container(cfg.augment, resolve=True),
             # Only when on: runs from before the adversary existed keep their config hash.
             **({"adversary": OmegaConf.to_container(cfg.adversary)} if cfg.adversary.field else {})}

@@ -106,3 +106,28 @@ def test_exclude_leaves_out_clips_by_manifest_field(mini_corpus):
     kept = _exclude(clips, mini_corpus, OmegaConf.create({"speaker": [dropped]}))
     assert kept and all(speaker_of[c.id] != dropped for c in kept)
     assert len(kept) == sum(speaker_of[c.id] != dropped for c in clips)
+
+
+def test_balance_by_repeats_smaller_groups(mini_corpus, tmp_path):
+    from collections import Counter
+
+    from lipsync.data.validate import load_clips
+    from lipsync.training.train import _balance, watched_config
+
+    clips = [c for c in load_clips(mini_corpus, "oculus15", 30, progress=False) if c.split == "train"]
+    # A manifest whose "group" field splits the 16 clips 12 / 3 / 1.
+    group_of = {c.id: "a" if i < 12 else "b" if i < 15 else "c" for i, c in enumerate(clips)}
+    entries = [json.loads(line) for line in (mini_corpus / "manifest.jsonl").read_text().splitlines()]
+    (tmp_path / "manifest.jsonl").write_text("".join(
+        json.dumps({**e, **({"group": group_of[e["id"]]} if e["id"] in group_of else {})}) + "\n" for e in entries))
+    balanced = _balance(clips, tmp_path, "group")
+    assert Counter(group_of[c.id] for c in balanced) == {"a": 12, "b": 12, "c": 12}
+    assert Counter(c.id for c in balanced)[clips[-1].id] == 12  # the lone "c" clip, 12 times
+    assert _balance(clips, tmp_path, None) == clips
+    with pytest.raises(ValueError, match="data.balance_by=voice: 16 training clip"):
+        _balance(clips, tmp_path, "voice")
+    # Off, it is left out of the watched config, so runs from before it keep their config hash.
+    cfg = compose_train(["experiment=scratch"])
+    assert "balance_by" not in watched_config(cfg)["data"]
+    cfg.data.balance_by = "engine"
+    assert watched_config(cfg)["data"]["balance_by"] == "engine"
