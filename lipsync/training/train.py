@@ -173,6 +173,16 @@ def _exclude(clips: list, root, exclude: DictConfig) -> list:
     return clips
 
 
+def _field_of_every_clip(clips: list, root, field: str, setting: str) -> dict:
+    """The manifest's ``field`` per clip id; refuses when a training clip lacks it (``setting`` names the option)."""
+    value_of = manifest_field(root, field)
+    missing = [c.id for c in clips if value_of.get(c.id, "?") == "?"]
+    if missing:
+        raise ValueError(f"{setting}={field}: {len(missing)} training clip(s) of {root} have no '{field}' "
+                         f"in manifest.jsonl (first: {missing[0]}); add it or set {setting}=null")
+    return value_of
+
+
 def _balance(clips: list, root, field: str | None) -> list:
     """Repeat the clips of each ``field`` group (e.g. engine) so every group gets about as many windows per epoch.
 
@@ -180,11 +190,7 @@ def _balance(clips: list, root, field: str | None) -> list:
     """
     if not field:
         return clips
-    value_of = manifest_field(root, field)
-    missing = [c.id for c in clips if value_of.get(c.id, "?") == "?"]
-    if missing:
-        raise ValueError(f"data.balance_by={field}: {len(missing)} training clip(s) of {root} have no '{field}' "
-                         f"in manifest.jsonl (first: {missing[0]}); add it or set data.balance_by=null")
+    value_of = _field_of_every_clip(clips, root, field, "data.balance_by")
     sizes = Counter(value_of[c.id] for c in clips)
     repeats = {group: max(1, round(max(sizes.values()) / n)) for group, n in sizes.items()}
     print("data.balance_by: " + ", ".join(f"{g} {sizes[g]} clips x{repeats[g]}" for g in sorted(sizes)))
@@ -196,11 +202,7 @@ def _adversary(cfg: DictConfig, model, train_clips: list) -> DomainAdversary | N
     field = cfg.adversary.field
     if not field:
         return None
-    value_of = manifest_field(cfg.data.root, field)
-    missing = [c.id for c in train_clips if value_of.get(c.id, "?") == "?"]
-    if missing:
-        raise ValueError(f"adversary.field={field}: {len(missing)} training clip(s) of {cfg.data.root} have no "
-                         f"'{field}' in manifest.jsonl (first: {missing[0]}); add it or set adversary.field=null")
+    value_of = _field_of_every_clip(train_clips, cfg.data.root, field, "adversary.field")
     adversary = DomainAdversary(model.encoder.output_dim, {c.id: value_of[c.id] for c in train_clips},
                                 weight=cfg.adversary.weight, hidden=cfg.adversary.hidden,
                                 ramp_steps=cfg.adversary.ramp_steps)
