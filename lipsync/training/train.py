@@ -193,8 +193,14 @@ def _balance(clips: list, root, field: str | None) -> list:
     value_of = _field_of_every_clip(clips, root, field, "data.balance_by")
     sizes = Counter(value_of[c.id] for c in clips)
     repeats = {group: max(1, round(max(sizes.values()) / n)) for group, n in sizes.items()}
-    print("data.balance_by: " + ", ".join(f"{g} {sizes[g]} clips x{repeats[g]}" for g in sorted(sizes)))
+    print("data.balance_by: " + _listing([f"{g} {sizes[g]} clips x{repeats[g]}" for g in sorted(sizes)]))
     return [c for c in clips for _ in range(repeats[value_of[c.id]])]
+
+
+def _listing(items: list, shown: int = 8) -> str:
+    """The first ``shown`` items joined, then how many more: a field such as speaker has hundreds of values."""
+    more = f", ... and {len(items) - shown} more ({len(items)} in all)" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 def _adversary(cfg: DictConfig, model, train_clips: list) -> DomainAdversary | None:
@@ -207,7 +213,7 @@ def _adversary(cfg: DictConfig, model, train_clips: list) -> DomainAdversary | N
                                 weight=cfg.adversary.weight, hidden=cfg.adversary.hidden,
                                 ramp_steps=cfg.adversary.ramp_steps)
     print(f"adversary: the encoder's features are trained not to tell {field} apart "
-          f"({', '.join(adversary.domains)}; strength {adversary.weight} after {adversary.ramp_steps} steps)")
+          f"({_listing(adversary.domains)}; strength {adversary.weight} after {adversary.ramp_steps} steps)")
     return adversary
 
 

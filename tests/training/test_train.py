@@ -108,7 +108,7 @@ def test_exclude_leaves_out_clips_by_manifest_field(mini_corpus):
     assert len(kept) == sum(speaker_of[c.id] != dropped for c in clips)
 
 
-def test_balance_by_repeats_smaller_groups(mini_corpus, tmp_path):
+def test_balance_by_repeats_smaller_groups(mini_corpus, tmp_path, capsys):
     from collections import Counter
 
     from lipsync.data.validate import load_clips
@@ -124,6 +124,12 @@ def test_balance_by_repeats_smaller_groups(mini_corpus, tmp_path):
     assert Counter(group_of[c.id] for c in balanced) == {"a": 12, "b": 12, "c": 12}
     assert Counter(c.id for c in balanced)[clips[-1].id] == 12  # the lone "c" clip, 12 times
     assert _balance(clips, tmp_path, None) == clips
+    assert capsys.readouterr().out.strip() == "data.balance_by: a 12 clips x1, b 3 clips x4, c 1 clips x12"
+    # A field with a value per clip (like speaker) prints the first eight and a count, not all of them.
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps({**e, "group": e["id"]}) + "\n" for e in entries))
+    assert len(_balance(clips, tmp_path, "group")) == 16
+    printed = capsys.readouterr().out
+    assert printed.count("clips x1") == 8 and "... and 8 more (16 in all)" in printed
     with pytest.raises(ValueError, match="data.balance_by=voice: 16 training clip"):
         _balance(clips, tmp_path, "voice")
     # Off, it is left out of the watched config, so runs from before it keep their config hash.
