@@ -3,7 +3,7 @@
 # MBROLA (Debian contrib) with its English voices us1 us2 us3 en1 and eleven
 # other languages' voices that espeak-ng drives in English (non-free), and
 # Festival with its English ked_diphone voice and the Italian, Czech and Catalan voices,
-# and CMU Flite (main).
+# CMU Flite (main), and Open JTalk (main) with Nitech's Japanese HTS voice (contrib, CC-BY 3.0).
 #
 # The system's apt sources are left untouched: a private copy of them with
 # contrib and non-free enabled is used for this install only.
@@ -43,6 +43,7 @@ DEBIAN_FRONTEND=noninteractive apt-get "${apt_private[@]}" install -y --no-insta
     festvox-italp16k festvox-itapc16k festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-ca-ona-hts \
     mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 mbrola-af1 mbrola-nl2 mbrola-fr1 mbrola-de1 mbrola-de2 mbrola-de4 \
     mbrola-hu1 mbrola-pl1 mbrola-ro1 mbrola-sw1 mbrola-sw2 \
+    open-jtalk open-jtalk-mecab-naist-jdic hts-voice-nitech-jp-atr503-m001 \
     festvox-ru  # not an engine here: its labelled recordings are the human-speech test set (data/README.md)
 
 echo "installed; MBROLA voices: $(ls /usr/share/mbrola | tr '\n' ' ')"

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lipsync.data.corpus import engines, festival, flite, mbrola
+from lipsync.data.corpus import engines, festival, flite, jtalk, mbrola
 from lipsync.data.corpus.build import MBROLA_NOTICE, _parse_counts, main, make_corpus
-from lipsync.data.corpus.closures import closure_span
+from lipsync.data.corpus.closures import closure_span, start_stops_at_closure
 from lipsync.data.corpus.espeak import Voice, _engine, espeak_available, phones_from_events
 from lipsync.data.corpus.espeak import synthesise as espeak_synthesise
 from lipsync.data.validate import validate_corpus
 from lipsync.rigs import load_rig
-from lipsync.rigs.coarticulation import phones_to_curves
+from lipsync.rigs.coarticulation import Phone, phones_to_curves
 from lipsync.rigs.phonemes import UnknownPhoneError, _festival_tables, festival_to_ipa
 
 needs_espeak = pytest.mark.skipif(
@@ -36,6 +36,7 @@ needs_festival_voices = pytest.mark.skipif(
 needs_flite = pytest.mark.skipif(
     not all(flite.flite_available(v) for v in flite.VOICES), reason="Flite is not installed (apt-get install flite)"
 )
+needs_jtalk = pytest.mark.skipif(not jtalk.jtalk_available(), reason=f"Open JTalk with its voice is not installed: {jtalk.INSTALL_HINT}")
 TEXT = "A happy puppy kept the paper up."  # /p/ between sounding phones, plain and aspirated
 TOLERANCE = 0.010  # s: boundaries against the engine's own report
 
@@ -300,6 +301,96 @@ def test_flite_voices_of_the_reserved_speakers_are_refused(name, tmp_path, capsy
     assert "reserved" in capsys.readouterr().err and not out.exists()
 
 
+# --- Open JTalk ---------------------------------------------------------------------
+
+TRACE = """[Text analysis result]
+パン,名詞,一般,*,*,*,*,パン,パン,パン,1/2,C3,-1
+
+[Output label]
+0 3100000 xx^xx-sil+p=a/A:xx+xx+xx/B:xx-xx_xx
+3100000 3950000 xx^sil-p+a=N/A:0+1+3/B:xx-xx_xx
+3950000 4750000 sil^p-a+N=sil/A:0+1+3/B:xx-xx_xx
+4750000 5800000 p^a-N+sil=xx/A:1+2+2/B:xx-xx_xx
+5800000 9000000 a^N-sil+xx=xx/A:xx+xx+xx/B:xx-xx_xx
+
+[Global parameter]
+Sampring frequency                     ->    48000(Hz)
+"""
+
+
+def test_jtalk_traces_parse_and_phones_become_ipa_by_what_follows():
+    phones = jtalk.parse_trace(TRACE)
+    assert [(p.start, p.end, p.label) for p in phones[:2]] == [(0.0, 0.31, "sil"), (0.31, 0.395, "p")]  # 100 ns units
+    assert phones[-1].end == pytest.approx(0.9)
+    # The moraic nasal takes the place of the next consonant; a geminate's first half is the next consonant's closure.
+    assert jtalk.to_ipa(["a", "N", "p", "a", "N", "t", "o", "N", "k", "a", "N", "sil"]) == [
+        "a", "m", "p", "a", "n", "t", "o", "ŋ", "k", "a", "ɴ", "sil"]  # fmt: skip
+    assert jtalk.to_ipa(["i", "cl", "p", "a", "i", "cl", "sh", "o", "cl", "pau"]) == ["i", "p", "p", "a", "i", "ɕ", "ɕ", "o", "ʔ", "sil"]
+    assert jtalk.to_ipa(["ch", "U", "f", "u", "r", "y"]) == ["tɕ", "ɯ", "ɸ", "ɯ", "ɾ", "j"]
+    with pytest.raises(jtalk.JTalkError, match="IPA table"):
+        jtalk.to_ipa(["a", "qq"])
+    with pytest.raises(jtalk.JTalkError, match="Output label"):
+        jtalk.parse_trace("[Text analysis result]\n")
+
+
+def test_stops_start_at_a_closure_that_comes_before_their_label():
+    rate = 16000
+    t = np.arange(int(0.6 * rate)) / rate
+    audio = (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+    audio[int(0.30 * rate) : int(0.38 * rate)] = 0.0  # the lips close at 0.30 s ...
+    audio[int(0.38 * rate) : int(0.39 * rate)] = np.random.default_rng(0).uniform(-0.3, 0.3, int(0.01 * rate))  # burst
+    phones = [Phone(0.0, 0.33, "a"), Phone(0.33, 0.40, "p"), Phone(0.40, 0.6, "a")]  # ... but /p/ is labelled at 0.33
+    moved = start_stops_at_closure(phones, audio, rate, frozenset({"p"}))
+    assert moved[1].start == pytest.approx(0.30, abs=0.005) and moved[0].end == moved[1].start
+    assert moved[1].end == 0.40 and moved[2] == phones[2]
+    assert start_stops_at_closure(phones, audio, rate, frozenset({"p"}), max_shift=0.02) == phones  # too far: left
+    inside = [Phone(0.0, 0.29, "a"), Phone(0.29, 0.40, "p"), Phone(0.40, 0.6, "a")]  # closure inside the label
+    assert start_stops_at_closure(inside, audio, rate, frozenset({"p"})) == inside
+
+
+@needs_jtalk
+def test_jtalk_timing_is_its_trace_and_p_closures_fall_inside_p():
+    text = "あのペンはピンクのパイプです。"  # four /p/ between vowels
+    moved = 0
+    for voice in (jtalk.JTalkVoice(0.8, 0.60, -3.0), jtalk.JTalkVoice(1.25, 0.47, 8.0)):
+        raw, audio, sample_rate = jtalk.synthesise_raw(text, voice)
+        assert raw[-1].end == pytest.approx(len(audio) / sample_rate, abs=TOLERANCE)  # the trace ends with the wave
+        synth = jtalk.synthesise(text, voice)
+        assert [p.label for p in synth.phones] == jtalk.to_ipa([p.label for p in raw])
+        for k, (ours, theirs) in enumerate(zip(synth.phones, raw)):
+            if abs(ours.start - theirs.start) > TOLERANCE:  # only a stop started earlier at its closure, by <= 60 ms
+                assert ours.label in jtalk.STOPS and 0 < theirs.start - ours.start <= 0.0601
+                moved += ours.label == "p"
+            if abs(ours.end - theirs.end) > TOLERANCE:  # else only a stop's end: extended to a late burst, by <= 30 ms,
+                nxt = synth.phones[k + 1]  # or the phone before a stop that now starts earlier
+                assert (ours.label in jtalk.STOPS and 0 < ours.end - theirs.end <= 0.0301) or (
+                    nxt.label in jtalk.STOPS and ours.end == nxt.start)
+        assert _check_p_closures(synth.audio, sample_rate, synth.phones, {"p"}, "ipa") >= 3
+    assert moved >= 1  # "no paipu" in the slow, low voice: the lips close 40 ms before the label
+
+
+@needs_jtalk
+def test_jtalk_profiles_warp_the_voice_and_the_corpus_holds_profiles_out(tmp_path):
+    sentence = "パンダが森でバナナを食べています。"
+    plain = jtalk.synthesise(sentence, jtalk.JTalkVoice())
+    higher = jtalk.synthesise(sentence, jtalk.JTalkVoice(all_pass=0.47, half_tones=8.0))  # formants and pitch up
+
+    def centroid(audio, rate):
+        spectrum = np.abs(np.fft.rfft(audio)) ** 2
+        return float((spectrum * np.fft.rfftfreq(len(audio), 1 / rate)).sum() / spectrum.sum())
+
+    assert centroid(higher.audio, higher.sample_rate) > 1.2 * centroid(plain.audio, plain.sample_rate)
+    assert _boundaries(higher.phones) == pytest.approx(_boundaries(plain.phones), abs=0.031)  # same rate, same timing
+    out = tmp_path / "jtalk"
+    stats = make_corpus(out, 12, seed=3, engines=["jtalk"], progress=False)
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    speakers = {s: {r["speaker"] for r in rows if r["split"] == s} for s in ("train", "val", "test")}
+    assert speakers["val"] and speakers["test"] and not speakers["train"] & (speakers["val"] | speakers["test"])
+    assert {"speed", "all_pass", "half_tones"} <= set(rows[0]) and stats["engines"]["jtalk"]["phoneset"] == "ipa"
+    assert all(sum(s in r["text"] for s in festival.sentences("ja")) == 2 for r in rows)  # two of the project's sentences
+    assert validate_corpus(out, "oculus15", 30) == []
+
+
 # --- the multi-engine corpus -------------------------------------------------------
 
 
@@ -321,7 +412,8 @@ def test_unknown_engines_are_refused_before_writing(tmp_path):
 def test_multi_engine_corpus_has_engine_fields_stats_and_disjoint_speakers(tmp_path):
     chosen = ["espeak"] + [e for e, ok in (("mbrola", mbrola.mbrola_available("us1")),
                                           ("festival", festival.festival_available()),
-                                          ("flite", flite.flite_available())) if ok]  # fmt: skip
+                                          ("flite", flite.flite_available()),
+                                          ("jtalk", jtalk.jtalk_available())) if ok]  # fmt: skip
     out = tmp_path / "multi"
     stats = make_corpus(out, 4, seed=2, engines=chosen, mbrola_voices=("us1",), progress=False)
     rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]

@@ -29,7 +29,7 @@ from lipsync.audio import SAMPLE_RATE, resample
 from lipsync.curves import Curves
 from lipsync.curves.csv import write_curves_csv
 from lipsync.data.alignment import write_alignment_tsv
-from lipsync.data.corpus import festival, flite, mbrola
+from lipsync.data.corpus import festival, flite, jtalk, mbrola
 from lipsync.data.corpus.engines import (
     DESCRIPTIONS, ENGINES, LICENCES, check_engines, phoneset_of, plan_engine, speak_all,
 )  # fmt: skip
@@ -228,6 +228,8 @@ def _voice_fields(voice) -> dict:
         return {"rate": voice.rate, "pitch": voice.pitch, "frequency_ratio": voice.frequency_ratio}
     if isinstance(voice, flite.FliteVoice):
         return {"stretch": voice.stretch, "timbre": voice.timbre}
+    if isinstance(voice, jtalk.JTalkVoice):
+        return {"speed": voice.speed, "all_pass": voice.all_pass, "half_tones": voice.half_tones}
     return {"stretch": voice.stretch, "f0_mean": voice.f0_mean, "f0_std": voice.f0_std}
 
 
@@ -320,7 +322,7 @@ def _remove_generated_files(out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Synthesise a lip-sync corpus (audio, alignments, curves) with espeak-ng, MBROLA, Festival and Flite."
+        description="Synthesise a lip-sync corpus (audio, alignments, curves) with espeak-ng, MBROLA, Festival, Flite and Open JTalk."
     )
     parser.add_argument("--out", required=True, help="corpus folder to create (must be empty unless --overwrite)")
     parser.add_argument("--clips", default="320",

@@ -19,11 +19,15 @@ closure minus the labelled start, median over /p/ after speech):
 - ``flite``: ``flite -psdur`` segment end times of the clustergen voices.
   The segment starts before the closure (+20 ms); late bursts (< 5%) are
   covered as for MBROLA.
+- ``jtalk``: ``open_jtalk -ot`` phone times of the generated frames (Japanese,
+  HTS voice). Stops often close before their label (up to 45 ms for /p/), so
+  ``closures.start_stops_at_closure`` starts them at the closure (then +6 ms);
+  late bursts are covered as for MBROLA.
 
 Splits are speaker-disjoint within each engine, as in the espeak-only
 corpus: a speaker is ``voice+variant`` and val/test hear only variants that
 train never does (espeak variants; pitch profiles for MBROLA and Festival;
-timbre profiles for Flite). Festival's other languages' voices speak in
+timbre profiles for Flite; warp and pitch profiles for Open JTalk). Festival's other languages' voices speak in
 train only: their pitch models ignore the profiles, so a held-out profile
 would not be an unheard speaker; val/test stay English (ked_diphone).
 """
@@ -36,26 +40,28 @@ from typing import Iterator
 import numpy as np
 
 from lipsync.audio import SAMPLE_RATE, resample
-from lipsync.data.corpus import festival, flite, mbrola
+from lipsync.data.corpus import festival, flite, jtalk, mbrola
 from lipsync.data.corpus.espeak import PAUSE, Synthesis, Voice, espeak_available
 from lipsync.data.corpus.espeak import synthesise as espeak_synthesise
 from lipsync.data.corpus.sentences import compose_text
 from lipsync.rigs.coarticulation import Phone
 
-ENGINES = ("espeak", "mbrola", "festival", "flite")
+ENGINES = ("espeak", "mbrola", "festival", "flite", "jtalk")
 # Phone set of each engine's alignments (lipsync.rigs.phonemes tables); Festival's depends on the voice.
-PHONESETS = {"espeak": "espeak", "mbrola": "espeak", "festival": "arpabet", "flite": "arpabet"}
+PHONESETS = {"espeak": "espeak", "mbrola": "espeak", "festival": "arpabet", "flite": "arpabet", "jtalk": "ipa"}
 DESCRIPTIONS = {
     "espeak": "espeak-ng (libespeak-ng phoneme events, stops moved over their closures)",
     "mbrola": "MBROLA diphone voices driven by espeak-ng --pho (timing: cumulative .pho durations)",
     "festival": "Festival voices, English and other languages (timing: utt.save.segs segment ends)",
     "flite": "CMU Flite clustergen voices (timing: flite -psdur segment ends)",
+    "jtalk": "Open JTalk's Japanese HTS voice (timing: open_jtalk -ot phone times of the generated frames)",
 }
 LICENCES = {
     "espeak": "espeak-ng output audio is not covered by espeak-ng's licence",
     "mbrola": mbrola.LICENCE_NOTE,
     "festival": "Festival and its voices used here are free software (Debian main); the audio may be shipped",
     "flite": flite.LICENCE_NOTE,
+    "jtalk": jtalk.LICENCE_NOTE,
 }
 # Pitch profiles: MBROLA frequency ratio (mbrola -f), Festival (target F0 mean, spread) in Hz.
 MBROLA_PROFILES = {"f0.80": 0.80, "f0.87": 0.87, "f0.93": 0.93, "f1.00": 1.0, "f1.07": 1.07, "f1.15": 1.15, "f1.25": 1.25}
@@ -64,7 +70,13 @@ FESTIVAL_PROFILES = {
     "lively": (115.0, 28.0), "high": (130.0, 18.0), "higher": (150.0, 22.0),
 }  # fmt: skip
 FLITE_PROFILES = {"t0.90": 0.90, "t0.94": 0.94, "t0.97": 0.97, "t1.00": 1.0, "t1.03": 1.03, "t1.06": 1.06, "t1.10": 1.10}
-PROFILES = {"mbrola": MBROLA_PROFILES, "festival": FESTIVAL_PROFILES, "flite": FLITE_PROFILES}
+# Open JTalk: (all-pass constant, pitch shift in half-tones); the voice's own is (0.55, 0), a lower constant raises
+# the formants (spectral centroid 0.45: 479 Hz, 0.55: 336 Hz, 0.60: 308 Hz on one sentence).
+JTALK_PROFILES = {
+    "deep": (0.60, -3.0), "low": (0.58, -1.0), "plain": (0.55, 0.0), "bright": (0.53, 2.0),
+    "young": (0.51, 4.0), "high": (0.49, 6.0), "higher": (0.47, 8.0),
+}  # fmt: skip
+PROFILES = {"mbrola": MBROLA_PROFILES, "festival": FESTIVAL_PROFILES, "flite": FLITE_PROFILES, "jtalk": JTALK_PROFILES}
 HELD_OUT_VARIANTS = 1  # per engine, for each of val and test (MBROLA, Festival)
 HELD_OUT_FRACTION = 0.1  # of each engine's clips, for each of val and test
 
@@ -79,7 +91,7 @@ class EngineClip:
     engine: str
     split: str
     text: str
-    voice: Voice | mbrola.MbrolaVoice | festival.FestivalVoice | flite.FliteVoice
+    voice: Voice | mbrola.MbrolaVoice | festival.FestivalVoice | flite.FliteVoice | jtalk.JTalkVoice
     speaker: str  # voice+variant
     lead_silence: float
     tail_silence: float
@@ -111,6 +123,8 @@ def check_engines(
         missing = [v for v in flite_voices if not flite.flite_available(v)]
         if missing or not flite_voices:
             raise EngineError(f"Flite voice(s) {', '.join(missing) or '(none given)'} not installed; {flite.INSTALL_HINT}")
+    if "jtalk" in engines and not jtalk.jtalk_available():
+        raise EngineError(f"Open JTalk with its voice is not installed; {jtalk.INSTALL_HINT}")
 
 
 def plan_engine(
@@ -152,6 +166,11 @@ def plan_engine(
             name = rng.choice(flite_voices)
             voice = flite.FliteVoice(name, round(rng.uniform(0.8, 1.3), 3), FLITE_PROFILES[profile])
             speaker = f"{name}+{profile}"
+        elif engine == "jtalk":
+            language = "ja"
+            all_pass, half_tones = JTALK_PROFILES[profile]
+            voice = jtalk.JTalkVoice(round(rng.uniform(0.8, 1.25), 3), all_pass, half_tones)
+            speaker = f"{voice.name}+{profile}"
         else:
             # Train: each language equally often, then a voice of it; val/test: English when given. With
             # English voices only, the draws are those of the English-only builder (its corpora rebuild).
@@ -187,8 +206,8 @@ def speak_all(clips: list[EngineClip], batch: int = 40) -> Iterator[tuple[Engine
                 yield (c, *_pad(c, synth))
             i += len(group)
             continue
-        speak = {"espeak": espeak_synthesise, "mbrola": mbrola.synthesise, "flite": flite.synthesise}[clip.engine]
-        synth = speak(clip.text, clip.voice)
+        speak = {"espeak": espeak_synthesise, "mbrola": mbrola.synthesise, "flite": flite.synthesise, "jtalk": jtalk.synthesise}
+        synth = speak[clip.engine](clip.text, clip.voice)
         yield (clip, *_pad(clip, synth))
         i += 1
 
