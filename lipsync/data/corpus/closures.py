@@ -113,4 +113,3 @@ def start_stops_at_closure(
             out[i - 1] = Phone(out[i - 1].start, onset, out[i - 1].label)
             out[i] = Phone(onset, out[i].end, out[i].label)
     return out
-

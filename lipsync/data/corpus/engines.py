@@ -27,9 +27,10 @@ closure minus the labelled start, median over /p/ after speech):
 Splits are speaker-disjoint within each engine, as in the espeak-only
 corpus: a speaker is ``voice+variant`` and val/test hear only variants that
 train never does (espeak variants; pitch profiles for MBROLA and Festival;
-timbre profiles for Flite; warp and pitch profiles for Open JTalk). Festival's other languages' voices speak in
-train only: their pitch models ignore the profiles, so a held-out profile
-would not be an unheard speaker; val/test stay English (ked_diphone).
+timbre profiles for Flite; warp and pitch profiles for Open JTalk).
+Festival's other languages' voices speak in train only: their pitch models
+ignore the profiles, so a held-out profile would not be an unheard speaker;
+val/test stay English (ked_diphone).
 """
 from __future__ import annotations
 

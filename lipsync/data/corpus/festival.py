@@ -32,7 +32,7 @@ import soundfile as sf
 
 from lipsync.data.corpus.closures import extend_stops_to_release
 from lipsync.data.corpus.espeak import Synthesis
-from lipsync.data.corpus.tiling import relabel_and_merge
+from lipsync.data.corpus.tiling import end_with_pause, relabel_and_merge
 from lipsync.rigs.coarticulation import Phone
 from lipsync.rigs.phonemes import UnknownPhoneError, festival_to_ipa
 
@@ -228,9 +228,4 @@ def to_label(label: str, language: str) -> str:
 def tile_segments(segs: list[Phone], duration: float, language: str = "en") -> list[Phone]:
     """Stored labels (``to_label``), zero-length segments dropped, pauses merged, the last phone ending with the audio."""
     out = relabel_and_merge(segs, duration, lambda label: to_label(label, language), PAUSE)
-    last = out[-1]
-    if last.end < duration:  # the wave may run a few ms beyond the last segment
-        out[-1] = Phone(last.start, duration, last.label) if last.label == PAUSE else last
-        if last.label != PAUSE:
-            out.append(Phone(last.end, duration, PAUSE))
-    return out
+    return end_with_pause(out, duration, PAUSE)

@@ -43,12 +43,11 @@ import soundfile as sf
 
 from lipsync.data.corpus.closures import extend_stops_to_release, start_stops_at_closure
 from lipsync.data.corpus.espeak import Synthesis
-from lipsync.data.corpus.tiling import relabel_and_merge
+from lipsync.data.corpus.tiling import end_with_pause, relabel_and_merge
 from lipsync.rigs.coarticulation import Phone
 
 DICTIONARY = Path("/var/lib/mecab/dic/open-jtalk/naist-jdic")
 VOICE_FILE = Path("/usr/share/hts-voice/nitech-jp-atr503-m001/nitech_jp_atr503_m001.htsvoice")
-VOICES = ("m001",)
 PAUSE = "sil"
 INSTALL_HINT = (
     "install it (Debian: apt-get install open-jtalk open-jtalk-mecab-naist-jdic, and hts-voice-nitech-jp-atr503-m001 "
@@ -97,10 +96,7 @@ def synthesise(text: str, voice: JTalkVoice = JTalkVoice()) -> Synthesis:
     duration = len(audio) / sample_rate
     labels = to_ipa([p.label for p in raw])
     phones = relabel_and_merge([Phone(p.start, p.end, label) for p, label in zip(raw, labels)], duration, str, PAUSE)
-    last = phones[-1]
-    if last.end < duration:  # the wave may run a sample or two beyond the last frame's label
-        phones[-1:] = [Phone(last.start, duration, PAUSE)] if last.label == PAUSE else [last, Phone(last.end, duration, PAUSE)]
-    phones = start_stops_at_closure(phones, audio, sample_rate, STOPS)
+    phones = start_stops_at_closure(end_with_pause(phones, duration, PAUSE), audio, sample_rate, STOPS)
     return Synthesis(audio, sample_rate, extend_stops_to_release(phones, audio, sample_rate, STOPS))
 
 

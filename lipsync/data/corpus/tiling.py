@@ -2,8 +2,8 @@
 
 Each label is translated into the stored phone set, times are clipped to the
 audio, empty phones are dropped and neighbouring pauses become one. How the
-last phone meets the audio's end is left to each engine (Festival adds a
-pause, MBROLA stretches its last phone).
+last phone meets the audio's end is left to each engine: MBROLA stretches
+its last phone; Festival, Flite and Open JTalk ``end_with_pause``.
 """
 from __future__ import annotations
 
@@ -24,3 +24,14 @@ def relabel_and_merge(raw: Iterable[Phone], duration: float, relabel: Callable[[
         else:
             out.append(Phone(start, end, label))
     return out
+
+
+def end_with_pause(phones: list[Phone], duration: float, pause: str) -> list[Phone]:
+    """The phones reaching ``duration``: a final pause is stretched to it, else a pause is added (the wave may run
+    a few ms beyond the engine's last segment)."""
+    last = phones[-1]
+    if last.end >= duration:
+        return phones
+    if last.label == pause:
+        return [*phones[:-1], Phone(last.start, duration, pause)]
+    return [*phones, Phone(last.end, duration, pause)]
