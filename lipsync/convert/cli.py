@@ -16,26 +16,15 @@ from typing import Sequence
 from lipsync.convert.chunking import OVERLAP_S, WINDOW_S
 from lipsync.convert.inputs import (ConvertInputError, find_audio_files, output_collisions, parse_shard,
                                     select_shard)
-from lipsync.convert.predictor import ModelLoadError, is_onnx_model, load_predictor
+from lipsync.convert.predictor import ModelLoadError, is_onnx_model, load_predictor, resolve_model, shipped_models
 from lipsync.convert.runner import (FAILED, ConvertOptions, FileResult, Progress, run_conversion, summary_table,
                                     threads_per_job)
+from lipsync.convert.transcript import TranscriptError, check_text_voice
 from lipsync.curves import CurvesError
 from lipsync.curves.postprocess import ONE_EURO_BETA, ONE_EURO_MIN_CUTOFF, SAVGOL_WINDOW_S, SMOOTHERS
 from lipsync.curves.writers import FORMATS, check_formats_fit_rig, parse_formats
 
 EXIT_OK, EXIT_INPUT, EXIT_SOME_FAILED = 0, 1, 3
-
-
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default.onnx"
-
-
-def default_model() -> Path:
-    """The model shipped with the package, so audio converts right after install (no training, no download)."""
-    if not DEFAULT_MODEL.is_file():
-        raise ModelLoadError(f"no --model given and the shipped model {DEFAULT_MODEL} is missing; "
-                             "reinstall lipsync or pass --model model.onnx")
-    print(f"using the shipped model {DEFAULT_MODEL} (see {DEFAULT_MODEL.with_suffix('.json')})", file=sys.stderr)
-    return DEFAULT_MODEL
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,9 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders (searched recursively)")
     p.add_argument("--model", default=None,
-                   help="exported model.onnx (fast start), a checkpoint or a run dir (default: the shipped model, "
-                        "lipsync/models/default.onnx)")
+                   help="exported model.onnx (fast start), a checkpoint, a run dir, or a shipped model's name: "
+                        f"{', '.join(shipped_models())} (default: default)")
     p.add_argument("--out", required=True, type=Path, help="output folder; mirrors the input tree")
+    p.add_argument("--text", metavar="VOICE", default=None,
+                   help="time the dialogue text in NAME.txt beside each audio file onto its audio (what is said "
+                        "comes from the text, when from the model); VOICE is the espeak-ng voice of its language: "
+                        "en-us, en-gb, de, fr, es, ru, ... (espeak-ng --voices)")
     p.add_argument("--format", default="csv", help=f"comma list of {','.join(FORMATS)} (default csv)")
     p.add_argument("--fps", type=float, default=None, help="output frame rate (default: the model's)")
     p.add_argument("--smooth", choices=SMOOTHERS, default="none", help="smoothing before resampling (default none)")
@@ -82,12 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         clashes = output_collisions(files)
         if args.shard:
             files = select_shard(files, *parse_shard(args.shard))
-        if args.model is None:
-            args.model = str(default_model())
+        args.model = resolve_model(args.model)
         # With several jobs the workers load the model; here only check it (cheap for ONNX).
         predictor = load_predictor(args.model, threads_per_job(1 if args.jobs == 1 or is_onnx_model(args.model) else args.jobs))
         check_formats_fit_rig(formats, predictor.rig)
-    except (ConvertInputError, ModelLoadError, CurvesError) as e:
+        if args.text:
+            check_text_voice(args.text, predictor.rig)
+    except (ConvertInputError, ModelLoadError, CurvesError, TranscriptError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INPUT
 
@@ -95,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out_dir=args.out, formats=formats, overwrite=args.overwrite, fps=args.fps, smooth=args.smooth,
         clamp=not args.no_clamp, one_euro_min_cutoff=args.one_euro_min_cutoff, one_euro_beta=args.one_euro_beta,
         savgol_window_s=args.savgol_window, window_s=args.chunk_seconds, overlap_s=args.chunk_overlap,
+        text_voice=args.text,
     )
     todo = [f for f in files if f not in clashes]
     clash_results = [

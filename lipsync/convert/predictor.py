@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -158,6 +159,36 @@ def _jsonable(value: Any) -> bool:
 def is_onnx_model(path: str | Path) -> bool:
     path = Path(path)
     return path.suffix.lower() == ".onnx" or (path.is_dir() and (path / "model.onnx").is_file())
+
+
+# Models shipped in the package (ONNX + card), usable by name right after install.
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+DEFAULT_MODEL = MODELS_DIR / "default.onnx"
+
+
+def shipped_models() -> dict[str, Path]:
+    """The models shipped in the package by name (``default``, ``ja``), each an ONNX file with its card."""
+    return {path.stem: path for path in sorted(MODELS_DIR.glob("*.onnx"))}
+
+
+def resolve_model(model: str | None) -> str:
+    """``--model``: an existing path as given, else a shipped model's name (none given: ``default``).
+
+    Shipped models need no training and no download, so audio converts right after install.
+    """
+    if model is not None and (Path(model).exists() or "/" in model or os.sep in model or Path(model).suffix):
+        return model  # a path: load_predictor says if it is missing
+    shipped = shipped_models()
+    name = "default" if model is None else model
+    if name in shipped:
+        print(f"using the shipped model {name!r}: {shipped[name]} (card {shipped[name].with_suffix('.json')})",
+              file=sys.stderr)
+        return str(shipped[name])
+    if model is None:
+        raise ModelLoadError(f"no --model given and the shipped model {DEFAULT_MODEL} is missing; "
+                             "reinstall lipsync or pass --model model.onnx")
+    raise ModelLoadError(f"--model {model}: no such file or folder, and not a shipped model "
+                         f"(shipped: {', '.join(shipped) or 'none'}); pass an exported .onnx, a checkpoint or a run dir")
 
 
 def load_predictor(path: str | Path, threads: int | None = None) -> Predictor:

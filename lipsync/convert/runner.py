@@ -31,10 +31,12 @@ from lipsync.convert.chunking import OVERLAP_S, WINDOW_S, predict_chunked
 from lipsync.convert.inputs import InputFile
 from lipsync.convert.predictor import Predictor, load_predictor
 from lipsync.convert.stream import AudioStream
+from lipsync.convert.transcript import TranscriptError, read_transcript, transcript_curves, transcript_path
 from lipsync.curves import Curves
 from lipsync.curves.postprocess import ONE_EURO_BETA, ONE_EURO_MIN_CUTOFF, SAVGOL_WINDOW_S, postprocess
 from lipsync.curves.writers import output_path, write_outputs
 from lipsync.rigs import Rig
+from lipsync.rigs.coarticulation import Phone
 
 CONVERTED, SKIPPED, FAILED = "converted", "skipped", "failed"
 
@@ -52,6 +54,7 @@ class ConvertOptions:
     savgol_window_s: float = SAVGOL_WINDOW_S
     window_s: float = WINDOW_S
     overlap_s: float = OVERLAP_S
+    text_voice: str | None = None  # time each file's dialogue text (<name>.txt beside it), spoken in this espeak-ng voice
 
 
 @dataclass
@@ -112,7 +115,7 @@ def predict_stage(predictor: Predictor, item: InputFile, opts: ConvertOptions,
     if not todo:
         return FileResult(str(item.rel), SKIPPED, message="outputs exist (--overwrite to redo)")
     try:
-        curves, stream = predict_file(predictor, item.path, opts, opened() if opened else None)
+        curves, stream, phones = predict_file(predictor, item.path, opts, opened() if opened else None)
         metadata = {
             "sample_rate": SAMPLE_RATE,
             "source": {
@@ -123,7 +126,10 @@ def predict_stage(predictor: Predictor, item: InputFile, opts: ConvertOptions,
             },
             "model": predictor.describe(),
         }
-    except AudioError as e:
+        if phones is not None:
+            metadata["transcript"] = {"path": str(transcript_path(item.path).resolve()), "voice": opts.text_voice,
+                                      "phones": len(phones)}
+    except (AudioError, TranscriptError) as e:
         return _failed(item, str(e), started)
     except Exception as e:  # one bad file must not stop a batch of thousands: report it and go on
         return _failed(item, f"{item.path}: {type(e).__name__}: {e}", started)
@@ -131,7 +137,8 @@ def predict_stage(predictor: Predictor, item: InputFile, opts: ConvertOptions,
 
 
 def predict_file(predictor: Predictor, path: Path, opts: ConvertOptions,
-                 stream: AudioStream | None = None) -> tuple[Curves, AudioStream]:
+                 stream: AudioStream | None = None) -> tuple[Curves, AudioStream, list[Phone] | None]:
+    """Curves at the output rate, the stream read, and the timed phones of the dialogue text (None without)."""
     stream = stream or AudioStream(path, predictor.sample_rate)
     values = predict_chunked(
         stream, lambda wave: predictor.predict(wave).values, predictor.fps, len(predictor.rig),
@@ -144,12 +151,15 @@ def predict_file(predictor: Predictor, path: Path, opts: ConvertOptions,
     n_out = num_frames(stream.n_samples, out_fps, predictor.sample_rate)
     if n_out < 2:
         raise AudioError(f"{path}: too short ({stream.duration:.3f} s) for 2 frames at {out_fps:g} fps")
+    predicted, phones = Curves(values, predictor.rig.channels, predictor.fps), None
+    if opts.text_voice:
+        predicted, phones = transcript_curves(predicted, read_transcript(path), opts.text_voice, predictor.rig)
     curves = postprocess(
-        Curves(values, predictor.rig.channels, predictor.fps), smooth=opts.smooth, fps=out_fps,
+        predicted, smooth=opts.smooth, fps=out_fps,
         clamp_values=opts.clamp, one_euro_min_cutoff=opts.one_euro_min_cutoff, one_euro_beta=opts.one_euro_beta,
         savgol_window_s=opts.savgol_window_s, n_frames=n_out,
     )
-    return curves, stream
+    return curves, stream, phones
 
 
 def _failed(item: InputFile, message: str, started: float) -> FileResult:

@@ -1,45 +1,87 @@
-"""python scripts/evaluate.py --checkpoint <ckpt | run dir> --data <corpus> --split test [--out DIR]
+"""python scripts/evaluate.py --model <ckpt | run dir | model.onnx | shipped name> --data <corpus> --split test [--out DIR]
 
 Runs the model on every clip of a split (one clip at a time, so no padding),
 prints the metrics table and per-channel MAE, and writes metrics.json and plots.
+The model is loaded as conversion loads it, so an exported or shipped model is
+scored exactly as it will run. ``--text VOICE`` scores conversion with dialogue
+text (``convert.py --text``): each clip's text from the manifest's ``text``
+field, or from ``--texts FILE`` (``id<TAB>text`` lines, or festvox ``txt.done.data``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from lipsync.atomic import atomic_write
-from lipsync.data.manifest import manifest_field
+from lipsync.data.manifest import manifest_field, manifest_path
 from lipsync.data.validate import load_clips
-from lipsync.model.checkpoint import CheckpointError, load_model
+from lipsync.convert.predictor import ModelLoadError, Predictor, load_predictor, resolve_model
+from lipsync.convert.transcript import TranscriptError, check_text_voice, transcript_curves
+from lipsync.model.checkpoint import CheckpointError
 from lipsync.training.metrics import CurveMetrics
 from lipsync.training.plots import curves_figure, save_figure
 
 
-def evaluate(model, clips, plot_count: int = 4, groups: dict[str, str] | None = None):
-    """Metrics over all clips, and per group (clip id -> group name) when ``groups`` is given."""
-    overall = CurveMetrics(model.channels, model.fps, model.rig.name)
+def evaluate(model: Predictor, clips, plot_count: int = 4, groups: dict[str, str] | None = None,
+             texts: dict[str, str] | None = None, voice: str = "en-us"):
+    """Metrics over all clips, and per group (clip id -> group name) when ``groups`` is given.
+
+    ``texts`` (clip id -> dialogue text): score the curves timed from each clip's text, as ``convert.py --text``.
+    """
+    channels = list(model.rig.channels)
+    overall = CurveMetrics(channels, model.fps, model.rig.name)
     per_group: dict[str, CurveMetrics] = {}
     samples = []
-    with torch.inference_mode():
-        for clip in tqdm(clips, desc="evaluating", unit="clip", file=sys.stderr):
-            wave = torch.from_numpy(clip.audio)[None]
-            pred = model(wave, torch.tensor([wave.shape[1]]))[0].numpy()
-            overall.update(pred, clip.curves)
-            if groups is not None:
-                name = groups.get(clip.id, "?")
-                if name not in per_group:
-                    per_group[name] = CurveMetrics(model.channels, model.fps, model.rig.name)
-                per_group[name].update(pred, clip.curves)
-            if len(samples) < plot_count:
-                samples.append((clip.id, pred, clip.curves))
+    for clip in tqdm(clips, desc="evaluating", unit="clip", file=sys.stderr):
+        pred = model.predict(clip.audio)
+        if texts is not None:
+            try:
+                pred = transcript_curves(pred, texts[clip.id], voice, model.rig)[0]
+            except TranscriptError as e:
+                raise TranscriptError(f"clip {clip.id}: {e}") from e
+        pred = pred.values
+        overall.update(pred, clip.curves)
+        if groups is not None:
+            name = groups.get(clip.id, "?")
+            if name not in per_group:
+                per_group[name] = CurveMetrics(channels, model.fps, model.rig.name)
+            per_group[name].update(pred, clip.curves)
+        if len(samples) < plot_count:
+            samples.append((clip.id, pred, clip.curves))
     return overall, per_group, samples
+
+
+def read_texts(path: str | Path) -> dict[str, str]:
+    """Clip id -> text from ``id<TAB>text`` lines or a festvox ``txt.done.data`` (``( id "text" )`` lines)."""
+    content = Path(path).read_text(encoding="utf-8")
+    festvox = dict(re.findall(r'^\(\s*(\S+)\s+"(.*)"\s*\)\s*$', content, flags=re.M))
+    if festvox:
+        return festvox
+    texts = dict(line.split("\t", 1) for line in content.splitlines() if "\t" in line)
+    if not texts:
+        raise ValueError(f"{path}: no texts found; write one 'id<TAB>text' line per clip")
+    return texts
+
+
+def clip_texts(clips, data: str, texts_file: str | None) -> dict[str, str]:
+    """Each clip's dialogue text; raises naming the clips that have none."""
+    if texts_file:
+        texts = read_texts(texts_file)
+    else:
+        entries = [json.loads(line) for line in manifest_path(data).read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+        texts = {str(e["id"]): e["text"] for e in entries if isinstance(e.get("text"), str) and e["text"].strip()}
+    missing = [c.id for c in clips if c.id not in texts]
+    if missing:
+        where = texts_file or f"{data}/manifest.jsonl (field 'text')"
+        raise ValueError(f"--text: {len(missing)} of {len(clips)} clips have no text in {where}, e.g. "
+                         f"{', '.join(missing[:3])}; add them or pass --texts FILE")
+    return texts
 
 
 def format_groups(per_group: dict[str, CurveMetrics], field: str) -> str:
@@ -65,23 +107,38 @@ def format_table(scores: dict, per_channel: dict, title: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="a .ckpt file or a run dir")
+    parser.add_argument("--model", "--checkpoint", dest="model", required=True,
+                        help="a .ckpt file, a run dir, an exported .onnx or a shipped model's name (default, ja)")
     parser.add_argument("--data", required=True, help="corpus folder with manifest.jsonl")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--out", help="folder for metrics.json and plots (default: print only)")
     parser.add_argument("--plots", type=int, default=4, help="clips drawn in the plot")
     parser.add_argument("--group-by", help="also a table per value of this manifest field (e.g. engine, speaker)")
+    parser.add_argument("--text", metavar="VOICE", help="score conversion with each clip's dialogue text, spoken in "
+                                                         "this espeak-ng voice (en-us, ru, ...), as convert.py --text")
+    parser.add_argument("--texts", metavar="FILE", help="clip texts for --text: 'id<TAB>text' lines or festvox "
+                                                         "txt.done.data (default: the manifest's 'text' field)")
     args = parser.parse_args(argv)
     try:
-        model, info = load_model(args.checkpoint)
+        model = load_predictor(resolve_model(args.model))
         clips = load_clips(args.data, model.rig, model.fps, splits=(args.split,))
-    except (CheckpointError, ValueError) as e:
+        texts = None
+        if args.text:
+            check_text_voice(args.text, model.rig)
+            texts = clip_texts(clips, args.data, args.texts)
+    except (CheckpointError, ModelLoadError, TranscriptError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     groups = manifest_field(args.data, args.group_by) if args.group_by else None
-    metrics, per_group, samples = evaluate(model, clips, args.plots, groups)
+    try:
+        metrics, per_group, samples = evaluate(model, clips, args.plots, groups, texts, args.text or "en-us")
+    except TranscriptError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     scores, per_channel = metrics.compute(), metrics.per_channel_mae()
-    title = f"{info['checkpoint']} on {args.data} [{args.split}: {len(clips)} clips]"
+    source = model.describe()
+    source = source.get("checkpoint", source["path"])
+    title = f"{source} on {args.data} [{args.split}: {len(clips)} clips]" + (f", with text ({args.text})" if texts else "")
     print(format_table(scores, per_channel, title))
     if per_group:
         print()
@@ -89,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         out = Path(args.out)
         with atomic_write(out / "metrics.json") as f:
-            json.dump({"checkpoint": info["checkpoint"], "data": str(args.data), "split": args.split,
+            json.dump({"model": source, "data": str(args.data), "split": args.split, "text": args.text,
                        "clips": len(clips), "metrics": scores, "per_channel_mae": per_channel,
                        "groups": {k: m.compute() for k, m in per_group.items()}}, f, indent=2)
-        save_figure(curves_figure(samples, model.channels, model.fps), out / f"curves_{args.split}.png")
+        save_figure(curves_figure(samples, list(model.rig.channels), model.fps), out / f"curves_{args.split}.png")
         print(f"wrote {out / 'metrics.json'} and {out / f'curves_{args.split}.png'}")
     return 0

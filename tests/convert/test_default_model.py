@@ -1,24 +1,39 @@
-"""The shipped model: scripts/convert.py works right after install, with no --model, no training, no download."""
+"""The shipped models: scripts/convert.py works right after install, with no training and no download."""
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from lipsync.audio import load_audio, num_frames
-from lipsync.convert.cli import DEFAULT_MODEL, main
+from lipsync.convert.cli import main
+from lipsync.convert.predictor import shipped_models
 from lipsync.curves.csv import read_curves_csv
 from lipsync.data.augment import make_noise
 from support import DEMO
 
+JAPANESE = Path(__file__).parent / "fixtures" / "ja_m001.flac"  # README there
 
-def test_default_model_is_shipped_with_its_card():
-    card = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
-    assert DEFAULT_MODEL.stat().st_size < 12_000_000  # a few MB, in the package
-    assert card["rig"] == "oculus15" and len(card["channels"]) == 15 and card["fps"] == 30
-    assert card["metrics"] and card["training_run"]["command"]
+
+def test_shipped_models_come_with_their_cards():
+    models = shipped_models()
+    assert set(models) == {"default"}
+    for path in models.values():
+        card = json.loads(path.with_suffix(".json").read_text())
+        assert path.stat().st_size < 12_000_000  # a few MB, in the package
+        assert card["model_file"] == path.name
+        assert card["rig"] == "oculus15" and len(card["channels"]) == 15 and card["fps"] == 30
+        assert card["metrics"] and card["training_run"]["command"]
+
+
+def test_unknown_model_name_lists_the_shipped_ones(tmp_path, capsys):
+    assert main([str(JAPANESE), "--model", "fr", "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "--model fr: no such file or folder, and not a shipped model (shipped: default)" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_convert_without_model_uses_the_shipped_one(tmp_path, capsys):
@@ -27,7 +42,7 @@ def test_convert_without_model_uses_the_shipped_one(tmp_path, capsys):
     src.mkdir()
     shutil.copy(DEMO / entry["audio"], src / "line.flac")
     assert main([str(src), "--out", str(tmp_path / "out"), "--format", "csv,rhubarb-tsv", "--no-progress"]) == 0
-    assert "shipped model" in capsys.readouterr().err
+    assert "shipped model 'default'" in capsys.readouterr().err
     curves = read_curves_csv(tmp_path / "out" / "line.csv")
     assert curves.n_frames == num_frames(len(load_audio(src / "line.flac")), 30)
     truth = read_curves_csv(DEMO / entry["curves"])

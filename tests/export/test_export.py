@@ -11,6 +11,8 @@ from lipsync.curves.csv import read_curves_csv
 from lipsync.export.cli import EXIT_INPUT, EXIT_OK, EXIT_PARITY, main
 from lipsync.model import build_model
 from lipsync.model.checkpoint import portable_model_config
+from lipsync.training.evaluate import main as evaluate_main
+from support import DEMO
 
 MEL_TCN = {
     "rig": "oculus15", "fps": 30, "sample_rate": 16000,
@@ -90,6 +92,22 @@ def test_exported_model_converts_like_the_checkpoint(tmp_path, mel_run, capsys):
     via_onnx = read_curves_csv(tmp_path / "onnx" / "Front_Center.csv")
     via_ckpt = read_curves_csv(tmp_path / "ckpt" / "Front_Center.csv")
     assert via_onnx.n_frames == via_ckpt.n_frames and np.abs(via_onnx.values - via_ckpt.values).max() <= 1e-4
+
+
+def test_exported_model_scores_like_the_checkpoint(tmp_path, mel_run, capsys):
+    """scripts/evaluate.py runs an .onnx as conversion does, so an export is scored as it will run."""
+    out = tmp_path / "model.onnx"
+    assert main(["--checkpoint", str(mel_run), "--out", str(out)]) == EXIT_OK
+    reports = {}
+    for name, model in (("onnx", out), ("ckpt", mel_run)):
+        assert evaluate_main(["--model", str(model), "--data", str(DEMO), "--split", "val",
+                              "--out", str(tmp_path / name), "--plots", "1"]) == 0
+        reports[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert reports["onnx"]["model"] == str(out) and reports["onnx"]["clips"] == reports["ckpt"]["clips"] == 32
+    for key, value in reports["ckpt"]["metrics"].items():
+        assert reports["onnx"]["metrics"][key] == pytest.approx(value, abs=2e-3, nan_ok=True), key
+    assert evaluate_main(["--model", "no_such_model", "--data", str(DEMO)]) == 1
+    assert "not a shipped model (shipped: default" in capsys.readouterr().err
 
 
 @pytest.mark.slow

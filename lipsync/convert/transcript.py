@@ -1,0 +1,223 @@
+"""Dialogue text -> curves timed by the model: what was said comes from the text, when from the audio.
+
+A model that never heard a voice misses lip closures and invents others; the
+dialogue text says exactly which closures, lip-teeth contacts and rounded vowels
+there are. espeak-ng turns the text into IPA phones (any of its languages); a
+Viterbi pass then places them on the model's predicted curves (resampled to
+100 Hz): each phone scores the frames it covers by how strongly the model shows
+its visemes, lasts at least ``MIN_PHONE_S``, and a pause may open at the start,
+at the end and at every clause boundary (punctuation) but is never forced.
+The timed phones become curves with the same coarticulation as training targets.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from lipsync.curves import Curves
+from lipsync.rigs import VISEMES, Rig
+from lipsync.rigs.coarticulation import Phone, phones_to_curves
+from lipsync.rigs.phonemes import NEXT, SILENCE, UnknownPhoneError, visemes_for
+
+ALIGN_FPS = 100.0
+MIN_PHONE_S = 0.02  # a phone's viseme lasts at least this long (fast speech: ~40 ms phones)
+MIN_PAUSE_S = 0.05  # a pause shorter than this is coarticulation, not silence
+FLOOR = 1e-3  # keeps log scores finite where the model shows nothing at all
+KANJI = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
+LANGUAGE_SWITCH = re.compile(r"\([a-z-]+\)")
+
+
+class TranscriptError(ValueError):
+    """Text that cannot be turned into phones; the message says what to fix."""
+
+
+def transcript_path(audio: Path) -> Path:
+    """The dialogue text of ``take.01.wav`` is ``take.01.txt`` beside it."""
+    return audio.with_suffix(".txt")
+
+
+def read_transcript(audio: Path) -> str:
+    path = transcript_path(audio)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TranscriptError(f"{path}: no dialogue text for {audio.name}; write what is said there "
+                              "(UTF-8), or convert without --text") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TranscriptError(f"{path}: cannot read the dialogue text ({e}); save it as UTF-8 text") from e
+    if not text.strip():
+        raise TranscriptError(f"{path}: the dialogue text is empty; write what is said in {audio.name}")
+    return text
+
+
+def text_to_clauses(text: str, voice: str = "en-us") -> list[list[str]]:
+    """IPA phones per clause (espeak-ng breaks clauses at punctuation), stress marks kept for the table lookup."""
+    if shutil.which("espeak-ng") is None:
+        raise TranscriptError("dialogue text needs espeak-ng to turn words into phones: apt-get install espeak-ng")
+    text = text.replace("+", "").strip()  # festvox texts mark stress with '+'
+    if not text:
+        raise TranscriptError("the dialogue text is empty")
+    if voice.split("-")[0] == "ja" and KANJI.search(text):
+        raise TranscriptError("espeak-ng reads Japanese kana only (it spells kanji out as 'Chinese letter'): "
+                              "write the text in hiragana or katakana")
+    # espeak-ng speaks some names it lacks with a near voice (en-zz as en) and exits 0: check the name first.
+    if voice.split("+")[0].lower() not in espeak_voices():
+        raise TranscriptError(f"espeak-ng has no voice {voice!r}; pass one of its languages, such as en-us, en-gb, "
+                              "de, fr, es, ru, ja (espeak-ng --voices lists them)")
+    proc = subprocess.run(["espeak-ng", "-q", "--ipa", "--sep= ", "-v", voice], input=text,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise TranscriptError(f"espeak-ng failed on the text with voice {voice!r}: {proc.stderr.strip()[:200]}")
+    # "(en)" and the like mark words espeak-ng read in another language's rules: not phones. Its Russian
+    # output also tags some vowels with '"' or '^', which are not IPA.
+    clauses = [[p.strip('"^') for p in line.split() if not LANGUAGE_SWITCH.fullmatch(p)]
+               for line in proc.stdout.splitlines()]
+    return [c for c in clauses if c]
+
+
+@lru_cache(maxsize=1)
+def espeak_voices() -> frozenset[str]:
+    """Every name espeak-ng answers to: language codes, voice names, voice files (lower case)."""
+    out = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True, check=True).stdout
+    names: set[str] = set()
+    for line in out.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 5:
+            names.update({fields[1], fields[3], fields[4], fields[4].rsplit("/", 1)[-1]})
+            names.update(f.strip("()") for f in fields[5::2])  # other languages: "(en 2)"
+    return frozenset(n.lower() for n in names)
+
+
+def check_text_voice(voice: str, rig: Rig) -> None:
+    """Before a batch: espeak-ng is there and knows ``voice``, and the model predicts visemes text can time."""
+    if tuple(rig.channels) != VISEMES:
+        raise TranscriptError(f"--text needs a model with the oculus15 visemes; this one predicts the {rig.name} rig")
+    text_to_clauses("a", voice)
+
+
+@dataclass(frozen=True)
+class _Unit:
+    viseme: str
+    phone: int  # index into the flat phone list, -1 for a pause
+    optional: bool
+    min_frames: int
+
+
+def _units(clauses: list[list[str]]) -> tuple[list[_Unit], list[str]]:
+    """The left-to-right chain: optional pauses around every clause, each phone as its visemes in order."""
+    min_phone = max(1, round(MIN_PHONE_S * ALIGN_FPS))
+    pause = _Unit("sil", -1, True, max(1, round(MIN_PAUSE_S * ALIGN_FPS)))
+    units, labels = [pause], []
+    for clause in clauses:
+        for label in clause:
+            try:
+                visemes = visemes_for(label, "ipa")
+            except UnknownPhoneError:
+                continue  # a symbol the IPA table lacks: left to its neighbours rather than guessed
+            if visemes == SILENCE:
+                continue
+            labels.append(label)
+            # /h/ (NEXT) is scored as the sound after it, as coarticulation shapes it
+            units += [_Unit(v, len(labels) - 1, False, min_phone) for v in visemes]
+        units.append(pause)
+    return units, labels
+
+
+def _scores(values: np.ndarray, fps: float, n_out: int) -> np.ndarray:
+    """Per-frame log share of each viseme, resampled from the model's fps to ALIGN_FPS: [n_out, 15]."""
+    times = np.arange(n_out) / ALIGN_FPS
+    src = np.arange(len(values)) / fps
+    resampled = np.stack([np.interp(times, src, values[:, c]) for c in range(values.shape[1])], axis=1)
+    share = (resampled + FLOOR) / (resampled + FLOOR).sum(axis=1, keepdims=True)
+    return np.log(share)
+
+
+def _viterbi(scores: np.ndarray, units: list[_Unit]) -> list[tuple[int, int]]:
+    """Best frame span [start, end) per unit (empty where an optional pause is skipped)."""
+    # Expand each unit into min_frames chained states; only a unit's last state may repeat.
+    unit_of = np.concatenate([np.full(u.min_frames, i) for i, u in enumerate(units)])
+    first = np.cumsum([0] + [u.min_frames for u in units[:-1]])
+    last = first + np.array([u.min_frames for u in units]) - 1
+    n_states, n_frames = len(unit_of), len(scores)
+    if n_states > n_frames + sum(u.min_frames for u in units if u.optional):
+        raise TranscriptError(f"the text has more sounds than {n_frames / ALIGN_FPS:.2f} s of audio can hold; "
+                              "is it the right text for this file?")
+    column = {v: VISEMES.index(v) for v in VISEMES}
+    # "_next" (/h/) borrows the following unit's viseme; resolve it once here.
+    visemes = [u.viseme for u in units]
+    for i in range(len(visemes) - 1, -1, -1):
+        if visemes[i] == NEXT[0]:
+            visemes[i] = next((v for v in visemes[i + 1:] if v not in (NEXT[0], "sil")), "sil")
+    emit = scores[:, [column[visemes[u]] for u in unit_of]]  # [frames, states]
+
+    stay = np.zeros(n_states, bool)
+    stay[last] = True
+    skip_from = np.full(n_states, -1)  # a unit's first state may also follow the unit before an optional one
+    for i in range(1, len(units)):
+        if units[i - 1].optional and i >= 2:
+            skip_from[first[i]] = last[i - 2]
+    can_start = np.zeros(n_states, bool)
+    can_start[first[0]] = True
+    if units[0].optional:
+        can_start[first[1]] = True
+
+    neg = -np.inf
+    score = np.where(can_start, emit[0], neg)
+    back = np.zeros((n_frames, n_states), np.int8)  # 0 stay, 1 from previous state, 2 skip
+    prev_idx = np.arange(n_states) - 1
+    has_skip = skip_from >= 0
+    for t in range(1, n_frames):
+        from_stay = np.where(stay, score, neg)
+        from_prev = np.concatenate([[neg], score[:-1]])
+        from_skip = np.where(has_skip, score[np.maximum(skip_from, 0)], neg)
+        best = np.maximum(from_stay, np.maximum(from_prev, from_skip))
+        back[t] = np.where(best == from_stay, 0, np.where(best == from_prev, 1, 2))
+        score = best + emit[t]
+    ends = [last[-1]] + ([last[-2]] if units[-1].optional else [])
+    state = max(ends, key=lambda s: score[s])
+    if not np.isfinite(score[state]):
+        raise TranscriptError("the text cannot be placed on this audio (too short for it)")
+    path = np.empty(n_frames, int)
+    for t in range(n_frames - 1, -1, -1):
+        path[t] = state
+        move = back[t, state]
+        state = state if move == 0 else prev_idx[state] if move == 1 else skip_from[state]
+    spans = [(0, 0)] * len(units)
+    units_path = unit_of[path]
+    for i in range(len(units)):
+        frames = np.flatnonzero(units_path == i)
+        if len(frames):
+            spans[i] = (int(frames[0]), int(frames[-1]) + 1)
+    return spans
+
+
+def align_text(curves: Curves, clauses: list[list[str]]) -> list[Phone]:
+    """Timed IPA phones (pauses as gaps) for ``clauses`` placed on the model's oculus15 ``curves``."""
+    if tuple(curves.channels) != VISEMES:
+        raise TranscriptError(f"dialogue text needs a model with the oculus15 visemes; this one predicts "
+                              f"{len(curves.channels)} channels ({', '.join(curves.channels[:4])}, ...)")
+    units, labels = _units(clauses)
+    if not labels:
+        raise TranscriptError("the dialogue text has no speech sounds")
+    n_out = max(1, int(round(curves.n_frames / curves.fps * ALIGN_FPS)))
+    spans = _viterbi(_scores(curves.values, curves.fps, n_out), units)
+    starts: dict[int, float] = {}
+    ends: dict[int, float] = {}
+    for unit, (a, b) in zip(units, spans):
+        if unit.phone >= 0 and b > a:
+            starts.setdefault(unit.phone, a / ALIGN_FPS)
+            ends[unit.phone] = b / ALIGN_FPS
+    return [Phone(starts[i], ends[i], labels[i]) for i in range(len(labels)) if i in starts]
+
+
+def transcript_curves(curves: Curves, text: str, voice: str, rig: Rig) -> tuple[Curves, list[Phone]]:
+    """The model's curves re-drawn from the dialogue text, timed by the model; also the timed phones."""
+    phones = align_text(curves, text_to_clauses(text, voice))
+    values = phones_to_curves(phones, rig, curves.fps, n_frames=curves.n_frames, phoneset="ipa")
+    return Curves(values, rig.channels, curves.fps), phones

@@ -1,0 +1,120 @@
+"""Dialogue text: what is said comes from the text (espeak-ng phones), when from the model's curves."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lipsync.audio import load_audio
+from lipsync.convert.cli import main as convert_main
+from lipsync.convert.predictor import load_predictor, shipped_models
+from lipsync.convert.transcript import TranscriptError, text_to_clauses, transcript_curves
+from lipsync.curves.csv import read_curves_csv
+from lipsync.data.validate import load_clips
+from lipsync.training.evaluate import evaluate, main as evaluate_main, read_texts
+from lipsync.training.metrics import CurveMetrics
+from support import DEMO
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get install espeak-ng)")
+JAPANESE = Path(__file__).parent / "fixtures" / "ja_m001.flac"  # kana reading in ja_m001.txt; README there
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return load_predictor(shipped_models()["default"])
+
+
+def _scores(model, values, truth) -> dict[str, float]:
+    metrics = CurveMetrics(list(model.rig.channels), model.fps, model.rig.name)
+    metrics.update(values, truth)
+    return metrics.compute()
+
+
+def test_text_becomes_ipa_phones_per_clause():
+    clauses = text_to_clauses("Bob's map, please.", "en-us")
+    assert len(clauses) == 2  # the comma opens a clause: a pause may go there
+    assert [p.strip("ˈˌ") for p in clauses[0]][:3] == ["b", "ɑː", "b"] and "m" in clauses[0]
+    assert text_to_clauses("Привет", "ru")[0][0] == "p"
+
+
+@pytest.mark.parametrize("text, voice, message", [
+    ("昔の地図", "ja", "kana only"),
+    ("hello", "xx-nope", "no voice 'xx-nope'"),
+    ("hello", "en-zz", "no voice 'en-zz'"),  # espeak-ng itself would speak it as en, exit 0
+    ("  \n", "en-us", "empty"),
+])
+def test_bad_text_or_voice_is_refused(text, voice, message):
+    with pytest.raises(TranscriptError, match=message):
+        text_to_clauses(text, voice)
+
+
+def test_text_places_closures_the_model_misses_on_a_language_it_never_heard(default_model):
+    """The default model never heard Japanese: it misses and invents lip closures; the kana text fixes them."""
+    pred = default_model.predict(load_audio(JAPANESE))
+    truth = read_curves_csv(JAPANESE.with_suffix(".csv")).values
+    timed, phones = transcript_curves(pred, JAPANESE.with_suffix(".txt").read_text(), "ja", default_model.rig)
+    alone, with_text = _scores(default_model, pred.values, truth), _scores(default_model, timed.values, truth)
+    assert with_text["closure_f1"] == 1.0 and alone["closure_f1"] < 0.8, (alone, with_text)
+    assert with_text["closure_onset_ms"] <= 30 and with_text["rounding_f1"] > alone["rounding_f1"]
+    assert [p.label.strip("ˈˌ") for p in phones][:3] == ["m", "ɯᵝ", "k"]
+    assert all(a.end <= b.start + 1e-9 for a, b in zip(phones, phones[1:]))  # in order, never overlapping
+
+
+def test_text_timing_follows_the_audio(default_model):
+    """On espeak-ng voices the model never heard (demo test split), text-timed events land within 20 ms."""
+    clips = load_clips(DEMO, default_model.rig, default_model.fps, splits=("test",))
+    texts = {json.loads(line)["id"]: json.loads(line)["text"] for line in (DEMO / "manifest.jsonl").open()}
+    metrics, _, _ = evaluate(default_model, clips, plot_count=0, texts=texts, voice="en-us")
+    scores = metrics.compute()
+    assert scores["closure_f1"] >= 0.95 and scores["labiodental_f1"] >= 0.95 and scores["rounding_f1"] >= 0.9, scores
+    assert scores["closure_onset_ms"] <= 20 and scores["labiodental_onset_ms"] <= 20, scores
+
+
+def test_text_too_long_for_the_audio_is_refused(default_model):
+    pred = default_model.predict(np.zeros(4000, np.float32))  # 0.25 s
+    with pytest.raises(TranscriptError, match="more sounds than 0.2"):
+        transcript_curves(pred, "Peter Piper picked a peck of pickled peppers. " * 3, "en-us", default_model.rig)
+
+
+def test_convert_with_text_uses_each_files_transcript(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(JAPANESE, src / "line.flac")
+    shutil.copy(JAPANESE.with_suffix(".txt"), src / "line.txt")
+    shutil.copy(JAPANESE, src / "untold.flac")  # no untold.txt beside it
+    out = tmp_path / "out"
+    assert convert_main([str(src), "--text", "ja", "--out", str(out), "--format", "csv,json", "--no-progress"]) == 3
+    printed = capsys.readouterr()
+    assert "untold.txt: no dialogue text for untold.flac" in printed.out + printed.err
+    assert not (out / "untold.csv").exists()
+    meta = json.loads((out / "line.json").read_text())
+    model = load_predictor(shipped_models()["default"])
+    timed, phones = transcript_curves(model.predict(load_audio(JAPANESE)), (src / "line.txt").read_text(), "ja", model.rig)
+    assert meta["transcript"] == {"path": str((src / "line.txt").resolve()), "voice": "ja", "phones": len(phones)}
+    curves = read_curves_csv(out / "line.csv")
+    assert np.abs(curves.values - timed.values).max() < 2e-3  # what conversion wrote is the text-timed curves
+
+
+def test_convert_refuses_a_voice_espeak_lacks_before_converting(tmp_path, capsys):
+    assert convert_main([str(JAPANESE), "--text", "elvish", "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    assert "no voice 'elvish'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_with_text_reads_festvox_or_tab_separated_texts(tmp_path):
+    entries = [json.loads(line) for line in (DEMO / "manifest.jsonl").open()]
+    test = [e for e in entries if e["split"] == "test"]
+    festvox = tmp_path / "txt.done.data"
+    festvox.write_text("".join(f'( {e["id"]} "{e["text"]}" )\n' for e in test))
+    tsv = tmp_path / "texts.tsv"
+    tsv.write_text("".join(f'{e["id"]}\t{e["text"]}\n' for e in test))
+    assert read_texts(festvox) == read_texts(tsv) == {e["id"]: e["text"] for e in test}
+    assert evaluate_main(["--model", "default", "--data", str(DEMO), "--text", "en-us", "--texts", str(festvox),
+                          "--out", str(tmp_path / "eval"), "--plots", "1"]) == 0
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["text"] == "en-us" and report["metrics"]["closure_f1"] >= 0.95
+    tsv.write_text(f'{test[0]["id"]}\tonly one\n')
+    assert evaluate_main(["--model", "default", "--data", str(DEMO), "--text", "en-us", "--texts", str(tsv)]) == 1
