@@ -57,6 +57,19 @@ def evaluate(model: Predictor, clips, plot_count: int = 4, groups: dict[str, str
     return overall, per_group, samples
 
 
+def select_clips(clips, data: str, where: str):
+    """The clips whose manifest field has the value ``FIELD=VALUE`` names; raises if none do."""
+    field, sep, value = where.partition("=")
+    if not sep or not field:
+        raise ValueError(f"--where {where!r}: write FIELD=VALUE, e.g. engine=flite")
+    values = manifest_field(data, field)
+    chosen = [c for c in clips if values.get(c.id) == value]
+    if not chosen:
+        seen = sorted({values.get(c.id, "?") for c in clips})
+        raise ValueError(f"--where {where}: no clip of this split has {field}={value}; it has {', '.join(seen[:10])}")
+    return chosen
+
+
 def read_texts(path: str | Path) -> dict[str, str]:
     """Clip id -> text from ``id<TAB>text`` lines or a festvox ``txt.done.data`` (``( id "text" )`` lines)."""
     content = Path(path).read_text(encoding="utf-8")
@@ -114,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="folder for metrics.json and plots (default: print only)")
     parser.add_argument("--plots", type=int, default=4, help="clips drawn in the plot")
     parser.add_argument("--group-by", help="also a table per value of this manifest field (e.g. engine, speaker)")
+    parser.add_argument("--where", metavar="FIELD=VALUE", help="only the clips whose manifest FIELD is VALUE "
+                                                                "(e.g. engine=flite: the held-out engine of a fold)")
     parser.add_argument("--text", metavar="VOICE", help="score conversion with each clip's dialogue text, spoken in "
                                                          "this espeak-ng voice (en-us, ru, ...), as convert.py --text")
     parser.add_argument("--texts", metavar="FILE", help="clip texts for --text: 'id<TAB>text' lines or festvox "
@@ -122,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = load_predictor(resolve_model(args.model))
         clips = load_clips(args.data, model.rig, model.fps, splits=(args.split,))
+        if args.where:
+            clips = select_clips(clips, args.data, args.where)
         texts = None
         if args.text:
             check_text_voice(args.text, model.rig)
