@@ -1,4 +1,7 @@
-"""The shipped models: scripts/convert.py works right after install, with no training and no download."""
+"""The shipped models: scripts/convert.py works right after install, with no training and no download.
+
+``default`` (no --model) is for any speech; ``ja`` (``--model ja``) for Japanese.
+"""
 from __future__ import annotations
 
 import json
@@ -15,12 +18,12 @@ from lipsync.curves.csv import read_curves_csv
 from lipsync.data.augment import make_noise
 from support import DEMO
 
-JAPANESE = Path(__file__).parent / "fixtures" / "ja_m001.flac"  # README there
+JAPANESE = Path(__file__).parent / "fixtures" / "ja_m001.flac"  # a voice profile training never heard; README there
 
 
 def test_shipped_models_come_with_their_cards():
     models = shipped_models()
-    assert set(models) == {"default"}
+    assert set(models) == {"default", "ja"}
     for path in models.values():
         card = json.loads(path.with_suffix(".json").read_text())
         assert path.stat().st_size < 12_000_000  # a few MB, in the package
@@ -29,10 +32,26 @@ def test_shipped_models_come_with_their_cards():
         assert card["metrics"] and card["training_run"]["command"]
 
 
+def _agreement(curves_csv: Path, truth_csv: Path) -> float:
+    """Share of frames whose strongest channel is the one the clip's own alignment puts there."""
+    curves, truth = read_curves_csv(curves_csv), read_curves_csv(truth_csv)
+    assert curves.n_frames == truth.n_frames
+    return float(np.mean(curves.values.argmax(1) == truth.values.argmax(1)))
+
+
+def test_japanese_model_by_name_follows_japanese_speech(tmp_path, capsys):
+    assert main([str(JAPANESE), "--model", "ja", "--out", str(tmp_path / "ja"), "--no-progress"]) == 0
+    assert "shipped model 'ja'" in capsys.readouterr().err
+    assert main([str(JAPANESE), "--out", str(tmp_path / "default"), "--no-progress"]) == 0
+    truth = JAPANESE.with_suffix(".csv")
+    ja, default = _agreement(tmp_path / "ja" / "ja_m001.csv", truth), _agreement(tmp_path / "default" / "ja_m001.csv", truth)
+    assert ja > 0.75 and ja > default + 0.1, (ja, default)  # why it ships: the default model never heard Japanese
+
+
 def test_unknown_model_name_lists_the_shipped_ones(tmp_path, capsys):
     assert main([str(JAPANESE), "--model", "fr", "--out", str(tmp_path / "out"), "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert "--model fr: no such file or folder, and not a shipped model (shipped: default)" in err
+    assert "--model fr: no such file or folder, and not a shipped model (shipped: default, ja)" in err
     assert not (tmp_path / "out").exists()
 
 
