@@ -29,6 +29,7 @@ ALIGN_FPS = 100.0
 MIN_PHONE_S = 0.02  # a phone's viseme lasts at least this long (fast speech: ~40 ms phones)
 MIN_PAUSE_S = 0.05  # a pause shorter than this is coarticulation, not silence
 FLOOR = 1e-3  # keeps log scores finite where the model shows nothing at all
+MAX_CELLS = 300_000_000  # frames x states of one text: 300 MB of back-pointers, about 5 minutes of speech
 KANJI = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
 LANGUAGE_SWITCH = re.compile(r"\([a-z-]+\)")
 
@@ -145,6 +146,9 @@ def _viterbi(scores: np.ndarray, units: list[_Unit]) -> list[tuple[int, int]]:
     first = np.cumsum([0] + [u.min_frames for u in units[:-1]])
     last = first + np.array([u.min_frames for u in units]) - 1
     n_states, n_frames = len(unit_of), len(scores)
+    if n_states * n_frames > MAX_CELLS:
+        raise TranscriptError(f"{n_frames / ALIGN_FPS / 60:.1f} minutes of audio with {len(units)} sounds is too long "
+                              "for one dialogue text (memory grows with both): split it into shorter lines")
     if n_states > n_frames + sum(u.min_frames for u in units if u.optional):
         raise TranscriptError(f"the text has more sounds than {n_frames / ALIGN_FPS:.2f} s of audio can hold; "
                               "is it the right text for this file?")

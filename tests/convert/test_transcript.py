@@ -79,6 +79,15 @@ def test_text_too_long_for_the_audio_is_refused(default_model):
         transcript_curves(pred, "Peter Piper picked a peck of pickled peppers. " * 3, "en-us", default_model.rig)
 
 
+def test_text_too_long_for_memory_is_refused(default_model, monkeypatch):
+    import lipsync.convert.transcript as transcript
+
+    monkeypatch.setattr(transcript, "MAX_CELLS", 10_000)
+    pred = default_model.predict(load_audio(JAPANESE))
+    with pytest.raises(TranscriptError, match="split it into shorter lines"):
+        transcript_curves(pred, JAPANESE.with_suffix(".txt").read_text(), "ja", default_model.rig)
+
+
 def test_convert_with_text_uses_each_files_transcript(tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()
