@@ -126,7 +126,8 @@ def _units(clauses: list[list[str]]) -> tuple[list[_Unit], list[str]]:
             labels.append(label)
             # /h/ (NEXT) is scored as the sound after it, as coarticulation shapes it
             units += [_Unit(v, len(labels) - 1, False, min_phone) for v in visemes]
-        units.append(pause)
+        if units[-1] is not pause:  # one pause between clauses: the chain skips one optional unit at a time
+            units.append(pause)
     return units, labels
 
 

@@ -40,6 +40,13 @@ def test_text_becomes_ipa_phones_per_clause():
     assert text_to_clauses("Привет", "ru")[0][0] == "p"
 
 
+def test_a_clause_without_speech_sounds_adds_no_second_pause():
+    from lipsync.convert.transcript import _units
+
+    units, labels = _units([["p", "a"], ["ᛗ"], ["m", "a"]])  # the middle clause has nothing the IPA table knows
+    assert [u.viseme for u in units] == ["sil", "PP", "aa", "sil", "PP", "aa", "sil"] and labels == ["p", "a", "m", "a"]
+
+
 @pytest.mark.parametrize("text, voice, message", [
     ("昔の地図", "ja", "kana only"),
     ("hello", "xx-nope", "no voice 'xx-nope'"),
