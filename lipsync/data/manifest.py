@@ -163,8 +163,10 @@ def _optional_string(record: dict, key: str) -> str | None:
     return value
 
 
-def manifest_field(root: str | Path, field: str) -> dict[str, str]:
-    """clip id -> the value of any manifest field (e.g. engine, speaker); "?" where a line lacks it."""
+def manifest_field(root: str | Path, field: str, missing: str | None = "?") -> dict[str, str]:
+    """clip id -> the value of any manifest field (e.g. engine, speaker); ``missing`` where a line lacks it
+    (``None``: such clips are left out)."""
     entries = [json.loads(line) for line in manifest_path(root).read_text(encoding="utf-8-sig").splitlines()
                if line.strip()]
-    return {str(e["id"]): str(e.get(field, "?")) for e in entries if isinstance(e, dict) and "id" in e}
+    return {str(e["id"]): str(e.get(field, missing)) for e in entries
+            if isinstance(e, dict) and "id" in e and (missing is not None or field in e)}

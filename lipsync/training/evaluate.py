@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lipsync.atomic import atomic_write
-from lipsync.data.manifest import manifest_field, manifest_path
+from lipsync.data.manifest import manifest_field
 from lipsync.data.validate import load_clips
 from lipsync.convert.predictor import ModelLoadError, Predictor, load_predictor, resolve_model
 from lipsync.convert.transcript import TranscriptError, check_text_voice, transcript_curves
@@ -87,8 +87,7 @@ def clip_texts(clips, data: str, texts_file: str | None) -> dict[str, str]:
     if texts_file:
         texts = read_texts(texts_file)
     else:
-        entries = [json.loads(line) for line in manifest_path(data).read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-        texts = {str(e["id"]): e["text"] for e in entries if isinstance(e.get("text"), str) and e["text"].strip()}
+        texts = {k: v for k, v in manifest_field(data, "text", missing=None).items() if v.strip()}
     missing = [c.id for c in clips if c.id not in texts]
     if missing:
         where = texts_file or f"{data}/manifest.jsonl (field 'text')"
