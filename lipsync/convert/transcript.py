@@ -22,7 +22,7 @@ import numpy as np
 
 from lipsync.curves import Curves
 from lipsync.rigs import VISEMES, Rig
-from lipsync.rigs.coarticulation import Phone, phones_to_curves
+from lipsync.rigs.coarticulation import Phone, borrowed_shape, phones_to_curves
 from lipsync.rigs.phonemes import NEXT, SILENCE, UnknownPhoneError, visemes_for
 
 ALIGN_FPS = 100.0
@@ -95,10 +95,15 @@ def espeak_voices() -> frozenset[str]:
     return frozenset(n.lower() for n in names)
 
 
+def _require_visemes(channels: tuple[str, ...] | list[str]) -> None:
+    if tuple(channels) != VISEMES:
+        raise TranscriptError(f"dialogue text needs a model with the oculus15 visemes; this one predicts "
+                              f"{len(channels)} channels ({', '.join(channels[:4])}, ...)")
+
+
 def check_text_voice(voice: str, rig: Rig) -> None:
     """Before a batch: espeak-ng is there and knows ``voice``, and the model predicts visemes text can time."""
-    if tuple(rig.channels) != VISEMES:
-        raise TranscriptError(f"--text needs a model with the oculus15 visemes; this one predicts the {rig.name} rig")
+    _require_visemes(rig.channels)
     text_to_clauses("a", voice)
 
 
@@ -124,7 +129,6 @@ def _units(clauses: list[list[str]]) -> tuple[list[_Unit], list[str]]:
             if visemes == SILENCE:
                 continue
             labels.append(label)
-            # /h/ (NEXT) is scored as the sound after it, as coarticulation shapes it
             units += [_Unit(v, len(labels) - 1, False, min_phone) for v in visemes]
         if units[-1] is not pause:  # one pause between clauses: the chain skips one optional unit at a time
             units.append(pause)
@@ -153,13 +157,10 @@ def _viterbi(scores: np.ndarray, units: list[_Unit]) -> list[tuple[int, int]]:
     if n_states > n_frames + sum(u.min_frames for u in units if u.optional):
         raise TranscriptError(f"the text has more sounds than {n_frames / ALIGN_FPS:.2f} s of audio can hold; "
                               "is it the right text for this file?")
-    column = {v: VISEMES.index(v) for v in VISEMES}
-    # "_next" (/h/) borrows the following unit's viseme; resolve it once here.
-    visemes = [u.viseme for u in units]
-    for i in range(len(visemes) - 1, -1, -1):
-        if visemes[i] == NEXT[0]:
-            visemes[i] = next((v for v in visemes[i + 1:] if v not in (NEXT[0], "sil")), "sil")
-    emit = scores[:, [column[visemes[u]] for u in unit_of]]  # [frames, states]
+    # /h/ (NEXT) is scored with the shape coarticulation gives it (the next sounding viseme, else the previous).
+    raw = [((u.viseme,), 0.0, 0.0) for u in units]
+    visemes = [borrowed_shape(raw, i)[0] if u.viseme == NEXT[0] else u.viseme for i, u in enumerate(units)]
+    emit = scores[:, [VISEMES.index(visemes[u]) for u in unit_of]]  # [frames, states]
 
     stay = np.zeros(n_states, bool)
     stay[last] = True
@@ -204,9 +205,7 @@ def _viterbi(scores: np.ndarray, units: list[_Unit]) -> list[tuple[int, int]]:
 
 def align_text(curves: Curves, clauses: list[list[str]]) -> list[Phone]:
     """Timed IPA phones (pauses as gaps) for ``clauses`` placed on the model's oculus15 ``curves``."""
-    if tuple(curves.channels) != VISEMES:
-        raise TranscriptError(f"dialogue text needs a model with the oculus15 visemes; this one predicts "
-                              f"{len(curves.channels)} channels ({', '.join(curves.channels[:4])}, ...)")
+    _require_visemes(curves.channels)
     units, labels = _units(clauses)
     if not labels:
         raise TranscriptError("the dialogue text has no speech sounds")

@@ -84,13 +84,13 @@ def _viseme_segments(phones: list[Phone], phoneset: str, end: float) -> list[tup
     segments: list[tuple[str, float, float]] = []
     for i, (visemes, start, stop) in enumerate(raw):
         if visemes == NEXT:
-            visemes = _borrowed_shape(raw, i)
+            visemes = borrowed_shape(raw, i)
         step = (stop - start) / len(visemes)
         segments.extend((v, start + k * step, start + (k + 1) * step) for k, v in enumerate(visemes))
     return segments
 
 
-def _borrowed_shape(raw: list, i: int) -> tuple[str, ...]:
+def borrowed_shape(raw: list, i: int) -> tuple[str, ...]:
     """/h/ takes the first viseme of the next sounding phone, else the previous one's last."""
     for visemes, _, _ in raw[i + 1 :]:
         if visemes not in (NEXT, SILENCE):
