@@ -31,7 +31,8 @@ from lipsync.convert.chunking import OVERLAP_S, WINDOW_S, predict_chunked
 from lipsync.convert.inputs import InputFile
 from lipsync.convert.predictor import Predictor, load_predictor
 from lipsync.convert.stream import AudioStream
-from lipsync.convert.transcript import TranscriptError, read_transcript, transcript_curves, transcript_path
+from lipsync.convert.transcript import (LevelMeter, TranscriptError, read_transcript, transcript_curves,
+                                       transcript_path)
 from lipsync.curves import Curves
 from lipsync.curves.postprocess import ONE_EURO_BETA, ONE_EURO_MIN_CUTOFF, SAVGOL_WINDOW_S, postprocess
 from lipsync.curves.writers import output_path, write_outputs
@@ -140,8 +141,10 @@ def predict_file(predictor: Predictor, path: Path, opts: ConvertOptions,
                  stream: AudioStream | None = None) -> tuple[Curves, AudioStream, list[Phone] | None]:
     """Curves at the output rate, the stream read, and the timed phones of the dialogue text (None without)."""
     stream = stream or AudioStream(path, predictor.sample_rate)
+    meter = LevelMeter(predictor.sample_rate)  # the dialogue text's aligner also reads the audio's level
     values = predict_chunked(
-        stream, lambda wave: predictor.predict(wave).values, predictor.fps, len(predictor.rig),
+        map(meter.feed, stream) if opts.text_voice else stream,
+        lambda wave: predictor.predict(wave).values, predictor.fps, len(predictor.rig),
         sample_rate=predictor.sample_rate, window_s=opts.window_s, overlap_s=opts.overlap_s,
     )
     if stream.silent:
@@ -153,7 +156,8 @@ def predict_file(predictor: Predictor, path: Path, opts: ConvertOptions,
         raise AudioError(f"{path}: too short ({stream.duration:.3f} s) for 2 frames at {out_fps:g} fps")
     predicted, phones = Curves(values, predictor.rig.channels, predictor.fps), None
     if opts.text_voice:
-        predicted, phones = transcript_curves(predicted, read_transcript(path), opts.text_voice, predictor.rig)
+        predicted, phones = transcript_curves(predicted, read_transcript(path), opts.text_voice, predictor.rig,
+                                              meter.db())
     curves = postprocess(
         predicted, smooth=opts.smooth, fps=out_fps,
         clamp_values=opts.clamp, one_euro_min_cutoff=opts.one_euro_min_cutoff, one_euro_beta=opts.one_euro_beta,

@@ -7,10 +7,16 @@ Viterbi pass then places them on the model's predicted curves (resampled to
 100 Hz): each phone scores the frames it covers by how strongly the model shows
 its visemes, lasts at least ``MIN_PHONE_S``, and a pause may open at the start,
 at the end and at every clause boundary (punctuation) but is never forced.
+The model's curves (30 fps) time a phone to about a frame; the audio's level
+sharpens that: a consonant that closes or narrows the mouth starts where the
+level falls most steeply within ``SNAP_S`` of its placed start, and a vowel
+right after one starts where the level rises most steeply (a fall or rise of at
+least ``SNAP_MIN_DB``; otherwise the phone stays where the curves put it).
 The timed phones become curves with the same coarticulation as training targets.
 """
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -29,6 +35,10 @@ ALIGN_FPS = 100.0
 MIN_PHONE_S = 0.02  # a phone's viseme lasts at least this long (fast speech: ~40 ms phones)
 MIN_PAUSE_S = 0.05  # a pause shorter than this is coarticulation, not silence
 FLOOR = 1e-3  # keeps log scores finite where the model shows nothing at all
+SNAP_S = 0.04  # how far the level may move a phone's start: a frame at 30 fps and a bit
+SNAP_MIN_DB = 3.0  # a smaller change of level is not an edge
+CLOSING = frozenset({"PP", "FF", "TH", "DD", "kk", "nn"})  # stops, nasals, f v θ ð: quieter than a vowel
+VOWELS = frozenset({"aa", "E", "ih", "oh", "ou"})
 MAX_CELLS = 300_000_000  # frames x states of one text: 300 MB of back-pointers, about 5 minutes of speech
 KANJI = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
 LANGUAGE_SWITCH = re.compile(r"\([a-z-]+\)")
@@ -203,8 +213,80 @@ def _viterbi(scores: np.ndarray, units: list[_Unit]) -> list[tuple[int, int]]:
     return spans
 
 
-def align_text(curves: Curves, clauses: list[list[str]]) -> list[Phone]:
-    """Timed IPA phones (pauses as gaps) for ``clauses`` placed on the model's oculus15 ``curves``."""
+class LevelMeter:
+    """The audio's level in dB per 10 ms (one value per aligner frame), fed block by block.
+
+    Conversion streams long files; this keeps 100 numbers a second, not the audio.
+    """
+
+    def __init__(self, sample_rate: int):
+        self.hop = sample_rate // int(ALIGN_FPS)
+        self._rest = np.zeros(0, np.float32)
+        self._power: list[np.ndarray] = []
+
+    def feed(self, block: np.ndarray) -> np.ndarray:
+        """Take the next block of samples; returns it, so ``map(meter.feed, blocks)`` passes them through."""
+        x = np.concatenate([self._rest, block])
+        n = len(x) // self.hop * self.hop
+        self._power.append((x[:n].astype(np.float64).reshape(-1, self.hop) ** 2).mean(axis=1))
+        self._rest = x[n:]
+        return block
+
+    def db(self) -> np.ndarray:
+        power = np.concatenate(self._power) if self._power else np.zeros(0)
+        return 10 * np.log10(power + 1e-10)
+
+
+def level_db(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The level of a whole clip in memory, as ``LevelMeter`` gives it."""
+    meter = LevelMeter(sample_rate)
+    meter.feed(audio)
+    return meter.db()
+
+
+def _single_viseme(label: str) -> str | None:
+    visemes = visemes_for(label, "ipa")
+    return visemes[0] if len(visemes) == 1 else None
+
+
+def snap_to_level(phones: list[Phone], level: np.ndarray) -> list[Phone]:
+    """Phones whose starts moved to the level's edges (see the module's docstring); pauses stay pauses."""
+    reach, min_frames = round(SNAP_S * ALIGN_FPS), max(1, round(MIN_PHONE_S * ALIGN_FPS))
+    out = list(phones)
+    for i, phone in enumerate(phones):
+        viseme = _single_viseme(phone.label)
+        joined = i > 0 and abs(phones[i - 1].end - phone.start) < 1e-9
+        if viseme in CLOSING:
+            sign = 1.0  # the level falls into the closure or constriction
+        elif viseme in VOWELS and joined and _single_viseme(phones[i - 1].label) in CLOSING:
+            sign = -1.0  # and rises at its release into the vowel
+        else:
+            continue
+        start = round(phone.start * ALIGN_FPS)
+        if i == 0:
+            lowest = 2
+        elif joined:  # the phone before keeps its shortest length
+            lowest = round(out[i - 1].start * ALIGN_FPS) + min_frames
+        else:  # a pause before: it may shorten, the phone before it stays
+            lowest = math.ceil(out[i - 1].end * ALIGN_FPS)
+        lo = max(start - reach, lowest, 2)
+        hi = min(start + reach, round(phone.end * ALIGN_FPS) - min_frames, len(level) - 2)
+        if hi < lo:
+            continue
+        edges = np.arange(lo, hi + 1)  # the change across an edge: 20 ms before it against 20 ms after
+        change = sign * ((level[edges - 2] + level[edges - 1]) - (level[edges] + level[edges + 1])) / 2
+        if change.max() < SNAP_MIN_DB:
+            continue
+        moved = float(edges[int(np.argmax(change))]) / ALIGN_FPS
+        out[i] = Phone(moved, phone.end, phone.label)
+        if joined:
+            out[i - 1] = Phone(out[i - 1].start, moved, out[i - 1].label)
+    return out
+
+
+def align_text(curves: Curves, clauses: list[list[str]], level: np.ndarray) -> list[Phone]:
+    """Timed IPA phones (pauses as gaps) for ``clauses``, placed on the model's oculus15 ``curves`` and
+    sharpened on the audio's ``level`` (dB per 10 ms, ``LevelMeter``)."""
     _require_visemes(curves.channels)
     units, labels = _units(clauses)
     if not labels:
@@ -217,11 +299,14 @@ def align_text(curves: Curves, clauses: list[list[str]]) -> list[Phone]:
         if unit.phone >= 0 and b > a:
             starts.setdefault(unit.phone, a / ALIGN_FPS)
             ends[unit.phone] = b / ALIGN_FPS
-    return [Phone(starts[i], ends[i], labels[i]) for i in range(len(labels)) if i in starts]
+    phones = [Phone(starts[i], ends[i], labels[i]) for i in range(len(labels)) if i in starts]
+    return snap_to_level(phones, level)
 
 
-def transcript_curves(curves: Curves, text: str, voice: str, rig: Rig) -> tuple[Curves, list[Phone]]:
-    """The model's curves re-drawn from the dialogue text, timed by the model; also the timed phones."""
-    phones = align_text(curves, text_to_clauses(text, voice))
+def transcript_curves(curves: Curves, text: str, voice: str, rig: Rig,
+                      level: np.ndarray) -> tuple[Curves, list[Phone]]:
+    """The model's curves re-drawn from the dialogue text, timed by the model and the audio's ``level``
+    (``LevelMeter``); also the timed phones."""
+    phones = align_text(curves, text_to_clauses(text, voice), level)
     values = phones_to_curves(phones, rig, curves.fps, n_frames=curves.n_frames, phoneset="ipa")
     return Curves(values, rig.channels, curves.fps), phones

@@ -22,7 +22,7 @@ from lipsync.atomic import atomic_write
 from lipsync.data.manifest import manifest_field
 from lipsync.data.validate import load_clips
 from lipsync.convert.predictor import ModelLoadError, Predictor, load_predictor, resolve_model
-from lipsync.convert.transcript import TranscriptError, check_text_voice, transcript_curves
+from lipsync.convert.transcript import TranscriptError, check_text_voice, level_db, transcript_curves
 from lipsync.model.checkpoint import CheckpointError
 from lipsync.training.metrics import CurveMetrics
 from lipsync.training.plots import curves_figure, save_figure
@@ -42,7 +42,8 @@ def evaluate(model: Predictor, clips, plot_count: int = 4, groups: dict[str, str
         pred = model.predict(clip.audio)
         if texts is not None:
             try:
-                pred = transcript_curves(pred, texts[clip.id], voice, model.rig)[0]
+                level = level_db(clip.audio, model.sample_rate)
+                pred = transcript_curves(pred, texts[clip.id], voice, model.rig, level)[0]
             except TranscriptError as e:
                 raise TranscriptError(f"clip {clip.id}: {e}") from e
         pred = pred.values
