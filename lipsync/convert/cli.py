@@ -81,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_formats_fit_rig(formats, predictor.rig)
         if args.text:
             check_text_voice(args.text, predictor.rig)
+        elif "phones" in formats:
+            raise ConvertInputError("--format phones writes the dialogue text's timed phones: add --text VOICE "
+                                    "(and NAME.txt beside each audio file)")
     except (ConvertInputError, ModelLoadError, CurvesError, TranscriptError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INPUT

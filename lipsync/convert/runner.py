@@ -87,11 +87,12 @@ class Predicted:
     overwrite: bool
     base: Path
     started: float
+    phones: list[Phone] | None = None  # the dialogue text's, timed
 
     def write(self) -> FileResult:
         try:
             written = write_outputs(self.curves, self.base, self.formats, self.rig, overwrite=self.overwrite,
-                                    metadata=self.metadata)
+                                    metadata=self.metadata, phones=self.phones)
         except Exception as e:  # one bad file must not stop a batch of thousands: report it and go on
             return _failed(self.item, f"{self.item.path}: {type(e).__name__}: {e}", self.started)
         return FileResult(str(self.item.rel), CONVERTED, self.duration, time.perf_counter() - self.started,
@@ -134,7 +135,8 @@ def predict_stage(predictor: Predictor, item: InputFile, opts: ConvertOptions,
         return _failed(item, str(e), started)
     except Exception as e:  # one bad file must not stop a batch of thousands: report it and go on
         return _failed(item, f"{item.path}: {type(e).__name__}: {e}", started)
-    return Predicted(item, curves, todo, predictor.rig, metadata, stream.duration, opts.overwrite, base, started)
+    return Predicted(item, curves, todo, predictor.rig, metadata, stream.duration, opts.overwrite, base, started,
+                     phones)
 
 
 def predict_file(predictor: Predictor, path: Path, opts: ConvertOptions,

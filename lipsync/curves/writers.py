@@ -9,12 +9,14 @@ format's suffix for each format, each file atomically:
 - ``rhubarb-tsv``  ``<base>.rhubarb.tsv``: Rhubarb mouth cues, TSV (oculus15 rigs)
 - ``rhubarb-json`` ``<base>.rhubarb.json``: Rhubarb mouth cues, JSON (oculus15 rigs)
 - ``npz``          ``<base>.npz``: ``values`` [T, C] float32, ``channels``, ``fps``
+- ``phones``       ``<base>.phones.tsv``: the dialogue text's timed IPA phones (``start end phone``,
+  pauses as gaps; conversion with ``--text`` only), which ``prepare_data.py alignments`` reads back
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -23,7 +25,9 @@ from lipsync.curves import Curves, CurvesError
 from lipsync.curves.csv import write_curves_csv
 from lipsync.curves.livelink import livelink_column_order, write_livelink_csv
 from lipsync.curves.rhubarb import VISEME_SHAPE, write_rhubarb_json, write_rhubarb_tsv
+from lipsync.data.alignment import write_alignment_tsv
 from lipsync.rigs import Rig
+from lipsync.rigs.coarticulation import Phone
 
 FORMAT_SUFFIXES = {
     "csv": ".csv",
@@ -32,6 +36,7 @@ FORMAT_SUFFIXES = {
     "rhubarb-tsv": ".rhubarb.tsv",
     "rhubarb-json": ".rhubarb.json",
     "npz": ".npz",
+    "phones": ".phones.tsv",
 }
 FORMATS = tuple(FORMAT_SUFFIXES)
 JSON_FORMAT_ID = "lipsync.curves"
@@ -93,8 +98,11 @@ def write_outputs(
     rig: Rig,
     overwrite: bool = False,
     metadata: Mapping[str, Any] | None = None,
+    phones: Sequence[Phone] | None = None,
 ) -> list[Path]:
     """Write each format beside ``out_base_path``; returns the paths written.
+
+    ``phones``: the timed phones of the dialogue text, for the ``phones`` format.
 
     ``metadata`` (JSON-able: sample rate, source file, model) goes into the JSON
     output; its ``source.path`` is Rhubarb's ``soundFile``. Without
@@ -117,6 +125,10 @@ def write_outputs(
             write_rhubarb_json(curves, path, sound_file=sound_file, overwrite=overwrite)
         elif fmt == "npz":
             write_npz(curves, path, overwrite=overwrite)
+        elif fmt == "phones":
+            if phones is None:
+                raise CurvesError("the phones format needs the dialogue text's phones (convert with --text VOICE)")
+            write_alignment_tsv(phones, path, overwrite=overwrite)
         else:
             raise CurvesError(f"unknown output format {fmt!r}; use one of {', '.join(FORMATS)}")
         written.append(path)

@@ -212,7 +212,8 @@ def prepare_alignments(
     the_rig = load_rig(rig)
     if the_rig.from_oculus15 is None:
         raise RigError(f"rig {rig!r} cannot be driven from phones (no from_oculus15 table); use oculus15 or arkit52")
-    clips, problems = find_inputs(input_dir, ALIGNMENT_SUFFIXES, speaker)
+    # NAME.phones.tsv is what convert.py --text --format phones writes beside NAME's curves
+    clips, problems = find_inputs(input_dir, ALIGNMENT_SUFFIXES, speaker, strip_suffixes=(".phones",))
 
     def convert(clip) -> PreparedClip:
         phones = read_any_alignment(clip.source, tier)

@@ -14,8 +14,10 @@ from lipsync.convert.predictor import load_predictor, shipped_models
 from lipsync.convert.transcript import (LevelMeter, TranscriptError, level_db, snap_to_level, text_to_clauses,
                                        transcript_curves)
 from lipsync.curves.csv import read_curves_csv
+from lipsync.data.alignment import read_alignment_tsv
 from lipsync.data.validate import load_clips
 from lipsync.rigs.coarticulation import Phone
+from lipsync.prepare.cli import main as prepare_main
 from lipsync.training.evaluate import evaluate, main as evaluate_main, read_texts
 from lipsync.training.metrics import CurveMetrics
 from support import DEMO
@@ -149,7 +151,8 @@ def test_convert_with_text_uses_each_files_transcript(tmp_path, capsys):
     shutil.copy(JAPANESE.with_suffix(".txt"), src / "line.txt")
     shutil.copy(JAPANESE, src / "untold.flac")  # no untold.txt beside it
     out = tmp_path / "out"
-    assert convert_main([str(src), "--text", "ja", "--out", str(out), "--format", "csv,json", "--no-progress"]) == 3
+    assert convert_main([str(src), "--text", "ja", "--out", str(out), "--format", "csv,json,phones",
+                         "--no-progress"]) == 3
     printed = capsys.readouterr()
     assert "untold.txt: no dialogue text for untold.flac" in printed.out + printed.err
     assert not (out / "untold.csv").exists()
@@ -161,6 +164,31 @@ def test_convert_with_text_uses_each_files_transcript(tmp_path, capsys):
     assert meta["transcript"] == {"path": str((src / "line.txt").resolve()), "voice": "ja", "phones": len(phones)}
     curves = read_curves_csv(out / "line.csv")
     assert np.abs(curves.values - timed.values).max() < 2e-3  # what conversion wrote is the text-timed curves
+    written = read_alignment_tsv(out / "line.phones.tsv")
+    assert [p.label for p in written] == [p.label for p in phones]
+    assert np.allclose([(p.start, p.end) for p in written], [(p.start, p.end) for p in phones], atol=1e-4)
+
+
+def test_phones_written_by_convert_become_a_training_corpus(tmp_path):
+    """Audio + dialogue text in any espeak-ng language -> timed phones -> prepare_data.py alignments -> a corpus."""
+    src = tmp_path / "takes"
+    src.mkdir()
+    shutil.copy(JAPANESE, src / "line.flac")
+    shutil.copy(JAPANESE.with_suffix(".txt"), src / "line.txt")
+    assert convert_main([str(src), "--text", "ja", "--out", str(src), "--format", "csv,phones", "--no-progress"]) == 0
+    assert prepare_main(["alignments", str(src), "--out", str(tmp_path / "corpus"), "--phoneset", "ipa"]) == 0
+    from lipsync.rigs import load_rig
+
+    clips = load_clips(tmp_path / "corpus", load_rig("oculus15"), 30.0, progress=False)
+    assert [c.id for c in clips] == ["line"]
+    converted = read_curves_csv(src / "line.csv").values
+    assert np.abs(clips[0].curves - converted).max() < 1e-3  # the corpus's targets are the text-timed curves
+
+
+def test_phones_format_without_text_is_refused(tmp_path, capsys):
+    assert convert_main([str(JAPANESE), "--format", "phones", "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    assert "add --text VOICE" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_convert_refuses_a_voice_espeak_lacks_before_converting(tmp_path, capsys):

@@ -172,4 +172,4 @@ def test_format_names():
     with pytest.raises(CurvesError, match="rhubarb-tsv"):
         parse_formats("csv,fbx")
     assert {output_path("o/a.b", f).name for f in FORMATS} == {
-        "a.b.csv", "a.b.json", "a.b.livelink.csv", "a.b.rhubarb.tsv", "a.b.rhubarb.json", "a.b.npz"}
+        "a.b.csv", "a.b.json", "a.b.livelink.csv", "a.b.rhubarb.tsv", "a.b.rhubarb.json", "a.b.npz", "a.b.phones.tsv"}
