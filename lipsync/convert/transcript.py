@@ -253,21 +253,20 @@ def snap_to_level(phones: list[Phone], level: np.ndarray) -> list[Phone]:
     """Phones whose starts moved to the level's edges (see the module's docstring); pauses stay pauses."""
     reach, min_frames = round(SNAP_S * ALIGN_FPS), max(1, round(MIN_PHONE_S * ALIGN_FPS))
     out = list(phones)
+    visemes = [_single_viseme(phone.label) for phone in phones]
     for i, phone in enumerate(phones):
-        viseme = _single_viseme(phone.label)
         joined = i > 0 and abs(phones[i - 1].end - phone.start) < 1e-9
-        if viseme in CLOSING:
+        if visemes[i] in CLOSING:
             sign = 1.0  # the level falls into the closure or constriction
-        elif viseme in VOWELS and joined and _single_viseme(phones[i - 1].label) in CLOSING:
+        elif visemes[i] in VOWELS and joined and visemes[i - 1] in CLOSING:
             sign = -1.0  # and rises at its release into the vowel
         else:
             continue
         start = round(phone.start * ALIGN_FPS)
-        if i == 0:
-            lowest = 2
-        elif joined:  # the phone before keeps its shortest length
+        lowest = 0  # the first phone: only the edge measure's 20 ms before the edge bounds it
+        if joined:  # the phone before keeps its shortest length
             lowest = round(out[i - 1].start * ALIGN_FPS) + min_frames
-        else:  # a pause before: it may shorten, the phone before it stays
+        elif i > 0:  # a pause before: it may shorten, the phone before it stays
             lowest = math.ceil(out[i - 1].end * ALIGN_FPS)
         lo = max(start - reach, lowest, 2)
         hi = min(start + reach, round(phone.end * ALIGN_FPS) - min_frames, len(level) - 2)
