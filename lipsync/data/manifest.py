@@ -47,6 +47,14 @@ class ClipEntry:
     line: int  # 1-based line in the manifest, for messages
 
 
+def corpus_roots(root) -> list[Path]:
+    """One corpus folder, or a list of them (``data.root=[corpora/multi3,corpora/takes]``), as a list."""
+    roots = [root] if isinstance(root, (str, Path)) else list(root)
+    if not roots:
+        raise ValueError("data.root is an empty list; give a corpus folder or a list of them")
+    return [Path(r) for r in roots]
+
+
 def manifest_path(root: str | Path) -> Path:
     """The manifest of a corpus folder (a path to the .jsonl file itself also works)."""
     root = Path(root)
@@ -163,10 +171,10 @@ def _optional_string(record: dict, key: str) -> str | None:
     return value
 
 
-def manifest_field(root: str | Path, field: str, missing: str | None = "?") -> dict[str, str]:
+def manifest_field(root, field: str, missing: str | None = "?") -> dict[str, str]:
     """clip id -> the value of any manifest field (e.g. engine, speaker); ``missing`` where a line lacks it
-    (``None``: such clips are left out)."""
-    entries = [json.loads(line) for line in manifest_path(root).read_text(encoding="utf-8-sig").splitlines()
-               if line.strip()]
+    (``None``: such clips are left out). ``root`` may be a list of corpora."""
+    entries = [json.loads(line) for r in corpus_roots(root)
+               for line in manifest_path(r).read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     return {str(e["id"]): str(e.get(field, missing)) for e in entries
             if isinstance(e, dict) and "id" in e and (missing is not None or field in e)}

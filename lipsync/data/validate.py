@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -27,6 +27,7 @@ from lipsync.data.manifest import (
     CorpusError,
     ManifestError,
     Problem,
+    corpus_roots,
     manifest_path,
     scan_manifest,
 )
@@ -59,7 +60,7 @@ class Clip:
 
 
 def load_clips(
-    root: str | Path,
+    root: str | Path | Sequence[str | Path],
     rig: Rig | str,
     fps: float,
     splits: Iterable[str] | None = None,
@@ -70,7 +71,13 @@ def load_clips(
 
     Raises CorpusError listing every problem unless ``skip_bad``; then bad
     clips are logged and dropped. Raises CorpusError if no clip is left.
+    A list of corpora gives their clips in list order; each must have clips
+    of ``splits``, and a clip id may be in only one of them.
     """
+    roots = corpus_roots(root)
+    if len(roots) > 1:
+        return _load_corpora(roots, rig, fps, splits, skip_bad, progress)
+    root = roots[0]
     clips: list[Clip] = []
     problems: list[Problem] = []
     for result in _check_corpus(root, rig, fps, splits, progress):
@@ -94,6 +101,23 @@ def load_clips(
         raise CorpusError(
             f"{where}: no usable clips{chosen}; check the manifest's 'split' fields and the problems above"
         )
+    return clips
+
+
+def _load_corpora(roots: list[Path], rig, fps, splits, skip_bad, progress) -> list[Clip]:
+    clips: list[Clip] = []
+    origin: dict[str, Path] = {}
+    for root in roots:
+        loaded = load_clips(root, rig, fps, splits, skip_bad, progress)
+        for clip in loaded:
+            if clip.id in origin:
+                raise CorpusError(
+                    f"clip id {clip.id!r} is in both {manifest_path(origin[clip.id])} and {manifest_path(root)}; "
+                    "ids must be unique across data.root's corpora: rename the clip in one of the manifests"
+                )
+            origin[clip.id] = root
+        clips += loaded
+        log.info("data.root: %d clips from %s", len(loaded), root)
     return clips
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -156,3 +157,25 @@ def test_half_frame_ties_round_up_like_the_model(good_corpus: Path):
     # d.wav is 0.75 s: 22.5 frames at 30 fps. Python's round() would give 22; the project's rule gives 23.
     (clip,) = load_clips(good_corpus, RIG, 30, splits=["test"], progress=False)
     assert len(clip.audio) == 12000 and clip.curves.shape[0] == num_frames(12000, 30) == 23
+
+
+def test_several_corpora_load_in_order_with_unique_ids(good_corpus: Path, tmp_path: Path):
+    from lipsync.data.manifest import manifest_field
+
+    # A second corpus: clip "a" under a new id and speaker, its files referenced from the first corpus.
+    takes = tmp_path / "takes"
+    takes.mkdir()
+    line = {"id": "take1", "audio": str(good_corpus / "audio/a.wav"), "curves": str(good_corpus / "curves/a.csv"),
+            "speaker": "studio", "split": "train"}
+    (takes / "manifest.jsonl").write_text(json.dumps(line) + "\n")
+    clips = load_clips([good_corpus, takes], RIG, 30, splits=("train",), progress=False)
+    assert [c.id for c in clips] == ["a", "b", "take1"]
+    np.testing.assert_array_equal(clips[2].curves, clips[0].curves)
+    assert manifest_field([good_corpus, takes], "speaker") == {"a": "s1", "b": "s2", "c": "s3", "d": "?",
+                                                               "take1": "studio"}
+    # The same id in two corpora is refused, naming both manifests.
+    (takes / "manifest.jsonl").write_text(json.dumps({**line, "id": "b"}) + "\n")
+    with pytest.raises(CorpusError, match="clip id 'b' is in both .*good.manifest.jsonl and .*takes.manifest.jsonl"):
+        load_clips([good_corpus, takes], RIG, 30, progress=False)
+    with pytest.raises(ValueError, match="empty list"):
+        load_clips([], RIG, 30, progress=False)

@@ -43,6 +43,32 @@ def test_seeded_run_reproduces_golden_losses(mini_corpus, tmp_path):
 GOLDEN = {0: 3.128206253051758, 1: 3.191470146179199, 2: 3.041762113571167, 3: 2.935544013977051}
 
 
+def test_two_corpora_train_as_their_union(mini_corpus, tmp_path):
+    """mini_corpus split in two (8 train + 4 val clips, then the other 8 train clips): data.root=[A,B]
+    trains on the same clips in the same order, so the seeded losses are the golden ones."""
+    entries = [json.loads(line) for line in (mini_corpus / "manifest.jsonl").read_text().splitlines()]
+    train_entries = [e for e in entries if e["split"] == "train"]
+    parts = {"A": train_entries[:8] + [e for e in entries if e["split"] == "val"], "B": train_entries[8:]}
+    for name, part in parts.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.jsonl").write_text("".join(
+            json.dumps({**e, **{k: str(mini_corpus / e[k]) for k in ("audio", "curves", "alignment") if k in e}})
+            + "\n" for e in part))
+    torch.use_deterministic_algorithms(True)
+    try:
+        cfg = compose_train(["experiment=scratch", f"data.root=['{tmp_path / 'A'}','{tmp_path / 'B'}']",
+                             f"run.dir={tmp_path / 'run'}", "trainer.max_steps=4", "trainer.log_every_n_steps=1",
+                             "data.batch_size=4", "trainer.val_check_interval=4",
+                             "callbacks.progress_bar.refresh_rate=0", *SMALL_MODEL])
+        assert train(cfg) == 0
+    finally:
+        torch.use_deterministic_algorithms(False)
+    losses = _losses(tmp_path / "run")
+    assert sorted(losses) == sorted(GOLDEN)
+    for step, value in GOLDEN.items():
+        assert losses[step] == pytest.approx(value, rel=1e-4), (step, losses)
+
+
 def test_cli_scratch_run_leaves_a_complete_run_dir(mini_corpus, tmp_path):
     run_dir = tmp_path / "run"
     start = time.monotonic()
