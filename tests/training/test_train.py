@@ -22,24 +22,28 @@ def _losses(run_dir) -> dict[int, float]:
     return {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
 
 
-def test_seeded_run_reproduces_golden_losses(mini_corpus, tmp_path):
+def _assert_golden_losses(data_root: str, run_dir) -> None:
+    """Four seeded, deterministic steps on ``data_root`` (a data.root value) log exactly GOLDEN's losses."""
     torch.use_deterministic_algorithms(True)
     try:
-        cfg = compose_train(["experiment=scratch", f"data.root={mini_corpus}", f"run.dir={tmp_path}",
+        cfg = compose_train(["experiment=scratch", f"data.root={data_root}", f"run.dir={run_dir}",
                              "trainer.max_steps=4", "trainer.log_every_n_steps=1", "data.batch_size=4",
                              "trainer.val_check_interval=4", "callbacks.progress_bar.refresh_rate=0", *SMALL_MODEL])
         assert train(cfg) == 0
     finally:
         torch.use_deterministic_algorithms(False)
-    losses = _losses(tmp_path)
-    # Golden values from this seed and config (logged at steps 0..3); a change here means
-    # the data order, windows, model init or loss changed.
-    golden = GOLDEN
-    assert sorted(losses) == sorted(golden)
-    for step, value in golden.items():
+    losses = _losses(run_dir)
+    assert sorted(losses) == sorted(GOLDEN)
+    for step, value in GOLDEN.items():
         assert losses[step] == pytest.approx(value, rel=1e-4), (step, losses)
 
 
+def test_seeded_run_reproduces_golden_losses(mini_corpus, tmp_path):
+    _assert_golden_losses(str(mini_corpus), tmp_path)
+
+
+# Golden values from this seed and config (logged at steps 0..3); a change here means
+# the data order, windows, model init or loss changed.
 GOLDEN = {0: 3.128206253051758, 1: 3.191470146179199, 2: 3.041762113571167, 3: 2.935544013977051}
 
 
@@ -54,19 +58,7 @@ def test_two_corpora_train_as_their_union(mini_corpus, tmp_path):
         (tmp_path / name / "manifest.jsonl").write_text("".join(
             json.dumps({**e, **{k: str(mini_corpus / e[k]) for k in ("audio", "curves", "alignment") if k in e}})
             + "\n" for e in part))
-    torch.use_deterministic_algorithms(True)
-    try:
-        cfg = compose_train(["experiment=scratch", f"data.root=['{tmp_path / 'A'}','{tmp_path / 'B'}']",
-                             f"run.dir={tmp_path / 'run'}", "trainer.max_steps=4", "trainer.log_every_n_steps=1",
-                             "data.batch_size=4", "trainer.val_check_interval=4",
-                             "callbacks.progress_bar.refresh_rate=0", *SMALL_MODEL])
-        assert train(cfg) == 0
-    finally:
-        torch.use_deterministic_algorithms(False)
-    losses = _losses(tmp_path / "run")
-    assert sorted(losses) == sorted(GOLDEN)
-    for step, value in GOLDEN.items():
-        assert losses[step] == pytest.approx(value, rel=1e-4), (step, losses)
+    _assert_golden_losses(f"['{tmp_path / 'A'}','{tmp_path / 'B'}']", tmp_path / "run")
 
 
 def test_cli_scratch_run_leaves_a_complete_run_dir(mini_corpus, tmp_path):
