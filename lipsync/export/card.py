@@ -1,7 +1,8 @@
 """The model card written beside an exported graph: everything needed to use it.
 
 ``model.onnx`` -> ``model.json`` with: rig, channels, fps, sample_rate (what
-conversion needs), encoder id and architecture, the training run (run dir,
+conversion needs), encoder id and architecture, the model config that rebuilds
+it for fine-tuning (``lipsync.model.from_onnx``), the training run (run dir,
 checkpoint, step, git state, command), its final metrics, package version,
 opset, the graph's inputs and outputs, and the parity check's result.
 """
@@ -83,6 +84,7 @@ def build_model_card(model, info: dict[str, Any], onnx_name: str, opset: int,
         "sample_rate": int(model.sample_rate),
         "encoder": encoder["id"],
         "architecture": encoder,
+        "model_config": info.get("model_config"),  # rebuilds the trainable model (fine-tuning an export)
         "inputs": {INPUT_WAVEFORM: "float32 [batch, samples], 16 kHz mono; equal-length clips per batch",
                    INPUT_LENGTHS: "int64 [batch], samples per clip"},
         "outputs": {OUTPUT_CURVES: "float32 [batch, frames, channels] in [0, 1]; frames = floor(samples * fps / sample_rate + 0.5)"},

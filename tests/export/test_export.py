@@ -152,3 +152,63 @@ def test_bad_inputs_exit_1(tmp_path, mel_run, capsys):
     assert main(["--checkpoint", str(mel_run), "--out", str(existing)]) == EXIT_INPUT
     assert "--overwrite" in capsys.readouterr().err and existing.read_bytes() == b"old"
     assert main(["--checkpoint", str(mel_run), "--out", str(tmp_path / "model.pt")]) == EXIT_INPUT
+
+
+MEL_GRU = {**MEL_TCN, "head": {"_target_": "lipsync.model.heads.GRUHead", "hidden": 24, "layers": 2,
+                               "bidirectional": True, "dropout": 0.0}}
+
+
+@pytest.mark.parametrize("config", [MEL_TCN, MEL_GRU], ids=["mel_tcn", "mel_gru2"])
+def test_an_export_rebuilds_the_trainable_model_with_its_weights(tmp_path, config):
+    """Fine-tuning an export: every parameter read back from the graph equals the checkpoint's."""
+    from lipsync.model.checkpoint import load_model
+    from lipsync.model.from_onnx import load_exported
+
+    write_run(tmp_path / "run", config)
+    out = tmp_path / "model.onnx"
+    assert main(["--checkpoint", str(tmp_path / "run"), "--out", str(out)]) == EXIT_OK
+    rebuilt, card = load_exported(out)
+    assert card["model_config"]["head"] == config["head"]
+    trained = load_model(tmp_path / "run")[0].state_dict()
+    rebuilt_state = rebuilt.state_dict()
+    assert set(rebuilt_state) == set(trained)
+    for key, value in trained.items():
+        assert torch.allclose(rebuilt_state[key], value, atol=1e-6), key
+
+
+def test_an_export_that_does_not_hold_every_weight_refuses_to_fine_tune(tmp_path):
+    """wav2vec2's weight-normed convolution is folded into one tensor: say so and point to the checkpoint."""
+    from lipsync.model.checkpoint import CheckpointError
+    from lipsync.model.from_onnx import load_exported
+
+    write_run(tmp_path / "run", TINY_W2V_GRU)
+    out = tmp_path / "model.onnx"
+    assert main(["--checkpoint", str(tmp_path / "run"), "--out", str(out)]) == EXIT_OK
+    with pytest.raises(CheckpointError, match="found no weights in the graph for .*pos_conv.*from the model's checkpoint"):
+        load_exported(out)
+
+
+def test_a_wrongly_mapped_weight_is_refused_not_used(tmp_path, mel_run, monkeypatch):
+    """The rebuilt model must reproduce the graph: GRU gates left in ONNX order fail loudly."""
+    import lipsync.model.from_onnx as from_onnx
+    from lipsync.model.checkpoint import CheckpointError
+
+    write_run(tmp_path / "run", MEL_GRU)
+    out = tmp_path / "model.onnx"
+    assert main(["--checkpoint", str(tmp_path / "run"), "--out", str(out)]) == EXIT_OK
+    monkeypatch.setattr(from_onnx, "_torch_gates", lambda stacked, hidden: stacked)
+    with pytest.raises(CheckpointError, match="do not reproduce it"):
+        from_onnx.load_exported(out)
+
+
+def test_an_export_without_model_config_says_to_export_again(tmp_path, mel_run):
+    from lipsync.model.checkpoint import CheckpointError
+    from lipsync.model.from_onnx import load_exported
+
+    out = tmp_path / "model.onnx"
+    assert main(["--checkpoint", str(mel_run), "--out", str(out)]) == EXIT_OK
+    card = json.loads(out.with_suffix(".json").read_text())
+    del card["model_config"]
+    out.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match="no model_config.*export the model again"):
+        load_exported(out)
