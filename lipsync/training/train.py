@@ -28,6 +28,7 @@ from lipsync.data.validate import load_clips
 from lipsync.health import HealthStop, build_health, build_numerics_guard
 from lipsync.model import build_model
 from lipsync.model.checkpoint import portable_model_config
+from lipsync.model.warm_start import warm_start
 from lipsync.rigs import load_rig
 from lipsync.training.adversary import DomainAdversary
 from lipsync.training.module import LipSyncTask
@@ -78,6 +79,8 @@ def train(cfg: DictConfig) -> int:
     # The model first: a missing pretrained encoder fails in seconds, before the corpus is read.
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     model = build_model(model_cfg)
+    if cfg.init_from and resume is None:  # a resumed run's weights come from its own checkpoint
+        print(f"init_from: starting from the weights of {warm_start(model, model_cfg, str(cfg.init_from))}")
     rig = load_rig(cfg.data.rig)
     clips = load_clips(cfg.data.root, rig, cfg.data.fps, splits=("train", "val"),
                        skip_bad=cfg.data.skip_bad_clips)
@@ -237,7 +240,8 @@ def watched_config(cfg: DictConfig) -> dict:
                      if k not in UNWATCHED_DATA_KEYS and not (k == "balance_by" and v is None)},
             "augment": OmegaConf.to_container(cfg.augment, resolve=True),
             # Only when on: runs from before the adversary existed keep their config hash.
-            **({"adversary": OmegaConf.to_container(cfg.adversary)} if cfg.adversary.field else {})}
+            **({"adversary": OmegaConf.to_container(cfg.adversary)} if cfg.adversary.field else {}),
+            **({"init_from": str(cfg.init_from)} if cfg.init_from else {})}
 
 
 def manifest_fields(watched: dict) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
 
 from lipsync.audio import load_audio, num_frames
 from lipsync.convert.cli import main
@@ -30,6 +31,22 @@ def test_shipped_models_come_with_their_cards():
         assert card["model_file"] == path.name
         assert card["rig"] == "oculus15" and len(card["channels"]) == 15 and card["fps"] == 30
         assert card["metrics"] and card["training_run"]["command"]
+
+
+def test_shipped_models_rebuild_as_trainable_models_for_experiment_finetune():
+    """experiment=finetune's architecture is the shipped models': their weights load into it (and reproduce them)."""
+    from omegaconf import OmegaConf
+
+    from lipsync.model import build_model
+    from lipsync.model.warm_start import warm_start
+    from support import compose_train
+
+    cfg = OmegaConf.to_container(compose_train(["experiment=finetune"]).model, resolve=True)
+    for name in shipped_models():
+        model = build_model(cfg)
+        before = model.head.out.weight.detach().clone()
+        assert name in warm_start(model, cfg, name)
+        assert not torch.equal(model.head.out.weight, before)
 
 
 def _agreement(curves_csv: Path, truth_csv: Path) -> float:

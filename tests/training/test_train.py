@@ -155,3 +155,42 @@ def test_balance_by_repeats_smaller_groups(mini_corpus, tmp_path, capsys):
     assert "balance_by" not in watched_config(cfg)["data"]
     cfg.data.balance_by = "engine"
     assert watched_config(cfg)["data"]["balance_by"] == "engine"
+
+
+@pytest.fixture(scope="module")
+def exported_run(mini_corpus, tmp_path_factory):
+    """A short run of seed 1 (so its weights differ from a seed-0 start) and its ONNX export."""
+    from lipsync.export.cli import main as export_main
+
+    run_dir = tmp_path_factory.mktemp("source") / "run"
+    cfg = compose_train(["experiment=scratch", f"data.root={mini_corpus}", f"run.dir={run_dir}", "seed=1",
+                         "trainer.max_steps=2", "callbacks.progress_bar.refresh_rate=0", *SMALL_MODEL])
+    assert train(cfg) == 0
+    assert export_main(["--checkpoint", str(run_dir), "--out", str(run_dir / "model.onnx")]) == 0
+    return run_dir
+
+
+@pytest.mark.parametrize("source", ["model.onnx", "run dir"])
+def test_init_from_starts_the_run_from_the_source_weights(mini_corpus, exported_run, tmp_path, source, capsys):
+    """With the learning rate at 0, the fine-tuned run's weights stay exactly the source's."""
+    from lipsync.model.checkpoint import load_model
+
+    spec = exported_run / "model.onnx" if source == "model.onnx" else exported_run
+    cfg = compose_train(["experiment=scratch", f"data.root={mini_corpus}", f"run.dir={tmp_path}", f"init_from={spec}",
+                         "optim.optimizer.lr=0", "trainer.max_steps=2", "callbacks.progress_bar.refresh_rate=0",
+                         *SMALL_MODEL])
+    assert train(cfg) == 0
+    assert f"init_from: starting from the weights of {spec}" in capsys.readouterr().out
+    source_state = load_model(exported_run)[0].state_dict()
+    tuned = load_model(tmp_path)[0].state_dict()
+    for key, value in source_state.items():
+        assert torch.allclose(tuned[key], value, atol=1e-6), key
+
+
+def test_init_from_another_architecture_names_the_differences(mini_corpus, exported_run, tmp_path):
+    from lipsync.model.checkpoint import CheckpointError
+
+    cfg = compose_train(["experiment=scratch", f"data.root={mini_corpus}", f"run.dir={tmp_path}",
+                         f"init_from={exported_run / 'model.onnx'}", *SMALL_MODEL, "model.head.hidden=16"])
+    with pytest.raises(CheckpointError, match=r"model\.head\.hidden: config 16, .* 32"):
+        train(cfg)
