@@ -24,7 +24,7 @@ from torch import nn
 from lipsync.model import LipSyncModel, build_model
 from lipsync.model.checkpoint import CheckpointError
 
-PARITY_SECONDS = (1.0, 3.7)
+CHECK_SECONDS = (1.0, 3.7)  # lengths of the test signal the rebuilt model must reproduce the graph on
 
 
 def load_exported(onnx_path: str | Path) -> tuple[LipSyncModel, dict[str, Any]]:
@@ -124,12 +124,12 @@ def _check_reproduces(model: LipSyncModel, onnx_path: Path) -> None:
     from lipsync.export.parity import PARITY_TOLERANCE, check_parity
 
     rng = np.random.default_rng(0)
-    n = int(max(PARITY_SECONDS) * model.sample_rate)
+    n = int(max(CHECK_SECONDS) * model.sample_rate)
     t = np.arange(n) / model.sample_rate
     # Voiced sweeps with noise bursts: enough variety that any misplaced weight shows in the curves.
     signal = 0.3 * np.sin(2 * np.pi * (120 + 40 * np.sin(2 * np.pi * 0.7 * t)) * t) * (np.sin(2 * np.pi * 2.3 * t) > -0.3)
     signal += 0.05 * rng.standard_normal(n) * (np.sin(2 * np.pi * 1.1 * t) > 0.5)
-    waves = [signal[: int(s * model.sample_rate)].astype(np.float32) for s in PARITY_SECONDS]
+    waves = [signal[: int(s * model.sample_rate)].astype(np.float32) for s in CHECK_SECONDS]
     worst = max(r.max_abs_diff for r in check_parity(model, onnx_path, waves))
     if not worst <= PARITY_TOLERANCE:
         raise CheckpointError(f"{onnx_path}: the weights read back from the graph do not reproduce it "

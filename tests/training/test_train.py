@@ -194,3 +194,15 @@ def test_init_from_another_architecture_names_the_differences(mini_corpus, expor
                          f"init_from={exported_run / 'model.onnx'}", *SMALL_MODEL, "model.head.hidden=16"])
     with pytest.raises(CheckpointError, match=r"model\.head\.hidden: config 16, .* 32"):
         train(cfg)
+
+
+def test_init_from_an_unknown_name_lists_the_shipped_models():
+    from omegaconf import OmegaConf
+
+    from lipsync.model import build_model
+    from lipsync.model.checkpoint import CheckpointError
+    from lipsync.model.warm_start import warm_start
+
+    config = OmegaConf.to_container(compose_train(["experiment=finetune"]).model, resolve=True)
+    with pytest.raises(CheckpointError, match=r"init_from=nosuch: .*shipped: default, ja"):
+        warm_start(build_model(config), config, "nosuch")
