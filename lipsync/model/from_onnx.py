@@ -8,9 +8,10 @@ sequence becomes a ``MatMul`` by its transposed weight. Those are mapped back in
 graph order. Equal tensors (e.g. layer norms still at their initial ones) are
 stored once, the others named by ``Identity`` nodes. Parameters the graph does
 not hold as such (a wav2vec2 encoder's weight-normed convolution, folded into
-one tensor) are refused: fine-tune such a model from its checkpoint. The result is only returned after it reproduces the graph's
-output in ONNX Runtime (``lipsync.export.parity``): a wrong mapping fails here,
-never later as a silently different model.
+one tensor) are refused: fine-tune such a model from its checkpoint. The
+result is only returned after it reproduces the graph's output in ONNX Runtime
+(``lipsync.export.parity``): a wrong mapping fails here, never later as a
+silently different model.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def load_exported(onnx_path: str | Path) -> tuple[LipSyncModel, dict[str, Any]]:
         card = read_model_card(onnx_path)
     except ModelLoadError as e:
         raise CheckpointError(str(e)) from None
-    if "model_config" not in card:
+    if not card.get("model_config"):
         raise CheckpointError(f"{card_path(onnx_path)}: the card has no model_config (exported by an older "
                               "lipsync), so the architecture cannot be rebuilt; export the model again from its "
                               "checkpoint with scripts/export.py, or pass the checkpoint itself")
@@ -87,6 +88,8 @@ def _gru_layers(model: nn.Module, graph, weights: dict[str, np.ndarray]) -> dict
         attributes = {a.name: a.i for a in node.attribute if a.type == a.INT}
         if attributes.get("linear_before_reset") != 1:
             raise CheckpointError(f"GRU node {node.name}: not exported from torch.nn.GRU (linear_before_reset != 1)")
+        if not all(len(node.input) > i and node.input[i] in weights for i in (1, 2, 3)):
+            raise CheckpointError(f"GRU node {node.name}: its weights or biases are not stored constants")
         w, r, b = (weights[node.input[i]] for i in (1, 2, 3))
         hidden = module.hidden_size
         for direction, suffix in enumerate(("", "_reverse")[: w.shape[0]]):
