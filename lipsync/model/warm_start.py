@@ -22,12 +22,10 @@ def source_model(spec: str) -> tuple[LipSyncModel, dict[str, Any], str]:
     """(model, its portable model config, a one-line description) of ``init_from``'s value."""
     from lipsync.convert.predictor import is_onnx_model, resolve_model
 
-    path = Path(spec)
-    if not path.exists() and not ("/" in spec or path.suffix):
-        try:
-            path = Path(resolve_model(spec))  # a shipped model's name
-        except ValueError as e:
-            raise CheckpointError(f"init_from={spec}: {e}") from None
+    try:
+        path = Path(resolve_model(spec))  # a path as given, else a shipped model's name
+    except ValueError as e:
+        raise CheckpointError(f"init_from={spec}: {e}") from None
     if not path.exists():
         raise CheckpointError(f"init_from={spec}: no such file or run dir; pass a shipped model's name "
                               "(default), an exported .onnx, a .ckpt or a run dir")

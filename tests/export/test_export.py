@@ -158,15 +158,21 @@ MEL_GRU = {**MEL_TCN, "head": {"_target_": "lipsync.model.heads.GRUHead", "hidde
                                "bidirectional": True, "dropout": 0.0}}
 
 
+def _export_run(tmp_path, model_config):
+    """A run dir of ``model_config`` under tmp_path, exported to tmp_path/model.onnx (returned)."""
+    write_run(tmp_path / "run", model_config)
+    out = tmp_path / "model.onnx"
+    assert main(["--checkpoint", str(tmp_path / "run"), "--out", str(out)]) == EXIT_OK
+    return out
+
+
 @pytest.mark.parametrize("config", [MEL_TCN, MEL_GRU], ids=["mel_tcn", "mel_gru2"])
 def test_an_export_rebuilds_the_trainable_model_with_its_weights(tmp_path, config):
     """Fine-tuning an export: every parameter read back from the graph equals the checkpoint's."""
     from lipsync.model.checkpoint import load_model
     from lipsync.model.from_onnx import load_exported
 
-    write_run(tmp_path / "run", config)
-    out = tmp_path / "model.onnx"
-    assert main(["--checkpoint", str(tmp_path / "run"), "--out", str(out)]) == EXIT_OK
+    out = _export_run(tmp_path, config)
     rebuilt, card = load_exported(out)
     assert card["model_config"]["head"] == config["head"]
     trained = load_model(tmp_path / "run")[0].state_dict()
@@ -181,9 +187,7 @@ def test_an_export_that_does_not_hold_every_weight_refuses_to_fine_tune(tmp_path
     from lipsync.model.checkpoint import CheckpointError
     from lipsync.model.from_onnx import load_exported
 
-    write_run(tmp_path / "run", TINY_W2V_GRU)
-    out = tmp_path / "model.onnx"
-    assert main(["--checkpoint", str(tmp_path / "run"), "--out", str(out)]) == EXIT_OK
+    out = _export_run(tmp_path, TINY_W2V_GRU)
     with pytest.raises(CheckpointError, match="found no weights in the graph for .*pos_conv.*from the model's checkpoint"):
         load_exported(out)
 
@@ -193,9 +197,7 @@ def test_a_wrongly_mapped_weight_is_refused_not_used(tmp_path, mel_run, monkeypa
     import lipsync.model.from_onnx as from_onnx
     from lipsync.model.checkpoint import CheckpointError
 
-    write_run(tmp_path / "run", MEL_GRU)
-    out = tmp_path / "model.onnx"
-    assert main(["--checkpoint", str(tmp_path / "run"), "--out", str(out)]) == EXIT_OK
+    out = _export_run(tmp_path, MEL_GRU)
     monkeypatch.setattr(from_onnx, "_torch_gates", lambda stacked, hidden: stacked)
     with pytest.raises(CheckpointError, match="do not reproduce it"):
         from_onnx.load_exported(out)
