@@ -14,6 +14,7 @@ from pathlib import Path
 
 MANIFEST_NAME = "manifest.jsonl"
 SPLITS = ("train", "val", "test")
+CORPUS_FIELD = "corpus"
 
 
 class CorpusError(ValueError):
@@ -173,8 +174,12 @@ def _optional_string(record: dict, key: str) -> str | None:
 
 def manifest_field(root, field: str, missing: str | None = "?") -> dict[str, str]:
     """clip id -> the value of any manifest field (e.g. engine, speaker); ``missing`` where a line lacks it
-    (``None``: such clips are left out). ``root`` may be a list of corpora."""
-    entries = [json.loads(line) for r in corpus_roots(root)
+    (``None``: such clips are left out). ``root`` may be a list of corpora.
+
+    Every clip also has ``corpus``, the ``data.root`` entry it comes from (unless its line sets its own), so
+    ``data.balance_by=corpus`` weighs a few takes up against a large built corpus that shares no field with them.
+    """
+    entries = [(str(r), json.loads(line)) for r in corpus_roots(root)
                for line in manifest_path(r).read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    return {str(e["id"]): str(e.get(field, missing)) for e in entries
-            if isinstance(e, dict) and "id" in e and (missing is not None or field in e)}
+    entries = [{CORPUS_FIELD: r, **e} for r, e in entries if isinstance(e, dict) and "id" in e]
+    return {str(e["id"]): str(e.get(field, missing)) for e in entries if missing is not None or field in e}

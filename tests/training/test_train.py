@@ -157,6 +157,40 @@ def test_balance_by_repeats_smaller_groups(mini_corpus, tmp_path, capsys):
     assert watched_config(cfg)["data"]["balance_by"] == "engine"
 
 
+def test_balance_by_corpus_weighs_a_few_takes_up_against_a_large_corpus(mini_corpus, tmp_path, capsys):
+    """Takes made with prepare_data share no manifest field with a built corpus; ``corpus`` (the data.root entry
+    a clip comes from) still groups them, for data.balance_by and data.exclude alike."""
+    from collections import Counter
+
+    from omegaconf import OmegaConf
+
+    from lipsync.data.manifest import manifest_field
+    from lipsync.data.validate import load_clips
+    from lipsync.training.train import _balance, _exclude
+
+    entries = [json.loads(line) for line in (mini_corpus / "manifest.jsonl").read_text().splitlines()]
+    takes = tmp_path / "takes"
+    takes.mkdir()
+    (takes / "manifest.jsonl").write_text("".join(
+        json.dumps({"id": "take_" + e["id"], "split": "train",
+                    **{k: str(mini_corpus / e[k]) for k in ("audio", "curves") if k in e}}) + "\n"
+        for e in entries[:3]))
+    roots = [str(mini_corpus), str(takes)]
+    clips = [c for c in load_clips(roots, "oculus15", 30, progress=False) if c.split == "train"]
+    corpus_of = manifest_field(roots, "corpus")
+    assert Counter(corpus_of[c.id] for c in clips) == {str(mini_corpus): 16, str(takes): 3}
+    balanced = _balance(clips, roots, "corpus")
+    assert Counter(corpus_of[c.id] for c in balanced) == {str(mini_corpus): 16, str(takes): 15}
+    assert capsys.readouterr().out.strip() == f"data.balance_by: {mini_corpus} 16 clips x1, {takes} 3 clips x5"
+    kept = _exclude(clips, roots, OmegaConf.create({"corpus": [str(takes)]}))
+    assert [c.id for c in kept] == [c.id for c in clips if not c.id.startswith("take_")]
+    # A manifest that sets its own "corpus" keeps it.
+    (takes / "manifest.jsonl").write_text("".join(
+        json.dumps({**json.loads(line), "corpus": "studio"}) + "\n"
+        for line in (takes / "manifest.jsonl").read_text().splitlines()))
+    assert set(manifest_field(roots, "corpus").values()) == {str(mini_corpus), "studio"}
+
+
 @pytest.fixture(scope="module")
 def exported_run(mini_corpus, tmp_path_factory):
     """A short run of seed 1 (so its weights differ from a seed-0 start) and its ONNX export."""
