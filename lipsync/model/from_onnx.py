@@ -2,19 +2,29 @@
 
 The card's ``model_config`` builds the architecture; the weights come from the
 graph's initializers. Most keep their parameter names. The rest the exporter
-rewrote: a GRU layer becomes one ``GRU`` node whose gates are stored z, r, h
-(PyTorch: r, z, n) with both bias vectors joined, and a linear layer on a
-sequence becomes a ``MatMul`` by its transposed weight. Those are mapped back in
-graph order. Equal tensors (e.g. layer norms still at their initial ones) are
-stored once, the others named by ``Identity`` nodes. Parameters the graph does
-not hold as such (a wav2vec2 encoder's weight-normed convolution, folded into
-one tensor) are refused: fine-tune such a model from its checkpoint. The
-result is only returned after it reproduces the graph's output in ONNX Runtime
+rewrote, and they are found again by the scope the exporter names each node
+with (the module's name) or, for GRU layers, in graph order:
+- a GRU layer is one ``GRU`` node whose gates are stored z, r, h (PyTorch:
+  r, z, n) with both bias vectors joined;
+- a linear layer on a sequence is a ``MatMul`` by its transposed weight;
+- a group norm's scale and shift are the ``Mul`` and ``Add`` after an
+  ``InstanceNormalization``;
+- a weight-normed convolution (wav2vec2's positional one) keeps only the weight
+  it computes, which comes back as the direction, with its norm as the
+  magnitude: the same weight;
+- equal tensors (e.g. layer norms still at their initial values) are stored
+  once, the others named by ``Identity`` nodes.
+wav2vec2's mask embedding is used in training only, so no graph holds it; it
+keeps its fresh initialisation. Any other parameter the graph does not hold is
+refused: fine-tune such a model from its checkpoint. The result is only
+returned after it reproduces the graph's output in ONNX Runtime
 (``lipsync.export.parity``): a wrong mapping fails here, never later as a
 silently different model.
 """
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +36,9 @@ from lipsync.model import LipSyncModel, build_model
 from lipsync.model.checkpoint import CheckpointError
 
 CHECK_SECONDS = (1.0, 3.7)  # lengths of the test signal the rebuilt model must reproduce the graph on
+TRAINING_ONLY = ("masked_spec_embed",)  # parameters inference never reads, so no graph holds them
+
+log = logging.getLogger(__name__)
 
 
 def load_exported(onnx_path: str | Path) -> tuple[LipSyncModel, dict[str, Any]]:
@@ -57,7 +70,14 @@ def load_exported(onnx_path: str | Path) -> tuple[LipSyncModel, dict[str, Any]]:
     state = _named(model, weights)
     state.update(_gru_layers(model, graph, weights))
     state.update(_matmul_linears(model, graph, weights, done=set(state)))
+    state.update(_group_norms(model, graph, weights))
+    state.update(_weight_norms(model, graph, weights))
     missing = [name for name, _ in model.named_parameters() if name not in state]
+    fresh = [name for name in missing if name.rsplit(".", 1)[-1] in TRAINING_ONLY]
+    if fresh:
+        log.info("%s: %s not in the graph (used in training only); they start from a fresh initialisation",
+                 onnx_path, ", ".join(fresh))
+    missing = [name for name in missing if name not in fresh]
     if missing:
         raise CheckpointError(f"{onnx_path}: found no weights in the graph for {missing[:5]}"
                               f"{' ...' if len(missing) > 5 else ''}; fine-tune from the model's checkpoint instead")
@@ -108,18 +128,57 @@ def _torch_gates(stacked: np.ndarray, hidden: int) -> np.ndarray:
 
 
 def _matmul_linears(model: nn.Module, graph, weights: dict[str, np.ndarray], done: set[str]) -> dict[str, np.ndarray]:
-    """Linear weights the graph holds transposed as MatMul constants, matched in order by shape."""
-    candidates = [weights[n.input[1]] for n in _nodes(graph, "MatMul") if n.input[1] in weights]
+    """Linear weights the graph holds transposed as the constant of the MatMul in the layer's scope.
+
+    By scope, not by shape in graph order: attention computes q before k and v, which are defined k, v, q.
+    """
     state = {}
     for name, module in model.named_modules():
         key = f"{name}.weight"
         if not isinstance(module, nn.Linear) or key in done:
             continue
         wanted = (module.in_features, module.out_features)
-        for i, candidate in enumerate(candidates):
-            if candidate.shape == wanted:
-                state[key] = candidates.pop(i).T
-                break
+        constants = [n.input[1] for n in _nodes(graph, "MatMul") if _module_of(n) == name
+                     and n.input[1] in weights and weights[n.input[1]].shape == wanted]
+        if len(constants) == 1:
+            state[key] = weights[constants[0]].T
+    return state
+
+
+def _module_of(node) -> str:
+    """The name of the module a node was exported from: ``/head/blocks.0/ff/ff.0/MatMul`` -> ``head.blocks.0.ff.0``
+    (a called Sequential's children are scoped ``ff/ff.0``, a ModuleList's ``blocks.0``)."""
+    parts = node.name.strip("/").split("/")[:-1]
+    return ".".join(p for i, p in enumerate(parts) if not (i + 1 < len(parts) and parts[i + 1].startswith(p + ".")))
+
+
+def _group_norms(model: nn.Module, graph, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """GroupNorm scale and shift: the constants of the Mul and Add that follow its InstanceNormalization."""
+    state = {}
+    for name, module in model.named_modules():
+        if not (isinstance(module, nn.GroupNorm) and module.affine):
+            continue
+        for op, key in (("Mul", "weight"), ("Add", "bias")):
+            constants = [i for n in _nodes(graph, op) if _module_of(n) == name for i in n.input if i in weights]
+            if len(constants) == 1 and weights[constants[0]].size == module.num_channels:
+                state[f"{name}.{key}"] = weights[constants[0]].reshape(module.num_channels)
+    return state
+
+
+def _weight_norms(model: nn.Module, graph, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A weight-normed Conv's magnitude g and direction v from the one weight the graph computed from them."""
+    state = {}
+    for name, module in model.named_modules():
+        parametrizations = getattr(module, "parametrizations", None)
+        if not isinstance(module, nn.Conv1d) or parametrizations is None or "weight" not in parametrizations:
+            continue
+        convs = [n for n in _nodes(graph, "Conv") if _module_of(n) == name and n.input[1] in weights]
+        norm = parametrizations.weight[0]
+        if len(convs) != 1 or not hasattr(norm, "dim"):
+            continue
+        weight = torch.from_numpy(np.array(weights[convs[0].input[1]]))
+        state[f"{name}.parametrizations.weight.original0"] = torch.norm_except_dim(weight, 2, norm.dim).numpy()
+        state[f"{name}.parametrizations.weight.original1"] = weight.numpy()
     return state
 
 

@@ -184,14 +184,49 @@ def test_an_export_rebuilds_the_trainable_model_with_its_weights(tmp_path, confi
         assert torch.allclose(rebuilt_state[key], value, atol=1e-6), key
 
 
-def test_an_export_that_does_not_hold_every_weight_refuses_to_fine_tune(tmp_path):
-    """wav2vec2's weight-normed convolution is folded into one tensor: say so and point to the checkpoint."""
-    from lipsync.model.checkpoint import CheckpointError
+def test_a_wav2vec2_export_rebuilds_with_the_weights_it_computes(tmp_path):
+    """Group norm and weight norm are rewritten by the exporter, and attention's q/k/v share a shape: every weight
+    still comes back. Weights are moved off their initial values first (group norm starts at 1 and 0, weight norm's
+    direction at its weight), so a mix-up cannot hide behind equal values."""
+    from lipsync.model.checkpoint import load_model
     from lipsync.model.from_onnx import load_exported
 
+    write_run(tmp_path / "run", TINY_W2V_GRU)
+    path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(path, weights_only=False)
+    generator = torch.Generator().manual_seed(1)
+    for key, value in checkpoint["state_dict"].items():
+        value += 0.05 * torch.randn(value.shape, generator=generator)
+        if key.endswith("parametrizations.weight.original1"):
+            value *= 3.0  # the same weight with a longer direction vector
+    torch.save(checkpoint, path)
+    out = tmp_path / "model.onnx"
+    assert main(["--checkpoint", str(tmp_path / "run"), "--out", str(out)]) == EXIT_OK
+
+    rebuilt, _ = load_exported(out)
+    trained = load_model(tmp_path / "run")[0]
+    rebuilt_state = rebuilt.state_dict()
+    compared = 0
+    for key, value in trained.state_dict().items():
+        if "parametrizations" in key or key.endswith("masked_spec_embed"):
+            continue
+        assert torch.allclose(rebuilt_state[key], value, atol=1e-6), key
+        compared += 1
+    assert compared > 40
+    conv = "encoder.model.encoder.pos_conv_embed.conv"
+    assert torch.allclose(rebuilt.get_submodule(conv).weight, trained.get_submodule(conv).weight, atol=1e-6)
+
+
+def test_an_export_missing_a_weight_refuses_to_fine_tune(tmp_path, monkeypatch):
+    """A parameter the graph does not hold (here the mask embedding, once it no longer counts as training-only)
+    is refused with a pointer to the checkpoint."""
+    import lipsync.model.from_onnx as from_onnx
+    from lipsync.model.checkpoint import CheckpointError
+
     out = _export_run(tmp_path, TINY_W2V_GRU)
-    with pytest.raises(CheckpointError, match="found no weights in the graph for .*pos_conv.*from the model's checkpoint"):
-        load_exported(out)
+    monkeypatch.setattr(from_onnx, "TRAINING_ONLY", ())
+    with pytest.raises(CheckpointError, match="found no weights in the graph for .*masked_spec_embed.*from the model's checkpoint"):
+        from_onnx.load_exported(out)
 
 
 def test_a_wrongly_mapped_weight_is_refused_not_used(tmp_path, mel_run, monkeypatch):
