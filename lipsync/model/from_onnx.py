@@ -75,7 +75,7 @@ def load_exported(onnx_path: str | Path) -> tuple[LipSyncModel, dict[str, Any]]:
     missing = [name for name, _ in model.named_parameters() if name not in state]
     fresh = [name for name in missing if name.rsplit(".", 1)[-1] in TRAINING_ONLY]
     if fresh:
-        log.info("%s: %s not in the graph (used in training only); they start from a fresh initialisation",
+        log.info("%s: not in the graph (used in training only), so left at a fresh initialisation: %s",
                  onnx_path, ", ".join(fresh))
     missing = [name for name in missing if name not in fresh]
     if missing:
