@@ -161,6 +161,12 @@ def is_onnx_model(path: str | Path) -> bool:
     return path.suffix.lower() == ".onnx" or (path.is_dir() and (path / "model.onnx").is_file())
 
 
+def onnx_file(path: str | Path) -> Path:
+    """An exported model's graph file: the path itself, or ``model.onnx`` in a folder."""
+    path = Path(path)
+    return path / "model.onnx" if path.is_dir() else path
+
+
 # Models shipped in the package (ONNX + card), usable by name right after install.
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL = MODELS_DIR / "default.onnx"
@@ -197,5 +203,5 @@ def load_predictor(path: str | Path, threads: int | None = None) -> Predictor:
     if not path.exists():
         raise ModelLoadError(f"{path}: no such model; pass an exported .onnx, a checkpoint or a run dir")
     if is_onnx_model(path):
-        return OnnxPredictor(path / "model.onnx" if path.is_dir() else path, threads)
+        return OnnxPredictor(onnx_file(path), threads)
     return TorchPredictor(path, threads)

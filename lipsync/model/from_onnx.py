@@ -46,10 +46,9 @@ def load_exported(onnx_path: str | Path) -> tuple[LipSyncModel, dict[str, Any]]:
     import onnx
     from onnx import numpy_helper
 
-    from lipsync.convert.predictor import ModelLoadError, card_path, read_model_card
+    from lipsync.convert.predictor import ModelLoadError, card_path, onnx_file, read_model_card
 
-    onnx_path = Path(onnx_path)
-    onnx_path = onnx_path / "model.onnx" if onnx_path.is_dir() else onnx_path
+    onnx_path = onnx_file(onnx_path)
     try:
         card = read_model_card(onnx_path)
     except ModelLoadError as e:
