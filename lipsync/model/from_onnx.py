@@ -24,7 +24,7 @@ silently different model.
 from __future__ import annotations
 
 import logging
-import re
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +66,12 @@ def load_exported(onnx_path: str | Path) -> tuple[LipSyncModel, dict[str, Any]]:
     for node in _nodes(graph, "Identity"):  # a deduplicated tensor under its other names
         if node.input[0] in weights:
             weights[node.output[0]] = weights[node.input[0]]
+    scoped = _nodes_by_module(graph)
     state = _named(model, weights)
     state.update(_gru_layers(model, graph, weights))
-    state.update(_matmul_linears(model, graph, weights, done=set(state)))
-    state.update(_group_norms(model, graph, weights))
-    state.update(_weight_norms(model, graph, weights))
+    state.update(_matmul_linears(model, scoped, weights, done=set(state)))
+    state.update(_group_norms(model, scoped, weights))
+    state.update(_weight_norms(model, scoped, weights))
     missing = [name for name, _ in model.named_parameters() if name not in state]
     fresh = [name for name in missing if name.rsplit(".", 1)[-1] in TRAINING_ONLY]
     if fresh:
@@ -126,7 +127,7 @@ def _torch_gates(stacked: np.ndarray, hidden: int) -> np.ndarray:
     return np.concatenate([r, z, h])
 
 
-def _matmul_linears(model: nn.Module, graph, weights: dict[str, np.ndarray], done: set[str]) -> dict[str, np.ndarray]:
+def _matmul_linears(model: nn.Module, scoped: dict, weights: dict[str, np.ndarray], done: set[str]) -> dict[str, np.ndarray]:
     """Linear weights the graph holds transposed as the constant of the MatMul in the layer's scope.
 
     By scope, not by shape in graph order: attention computes q before k and v, which are defined k, v, q.
@@ -137,41 +138,47 @@ def _matmul_linears(model: nn.Module, graph, weights: dict[str, np.ndarray], don
         if not isinstance(module, nn.Linear) or key in done:
             continue
         wanted = (module.in_features, module.out_features)
-        constants = [n.input[1] for n in _nodes(graph, "MatMul") if _module_of(n) == name
-                     and n.input[1] in weights and weights[n.input[1]].shape == wanted]
+        constants = [n.input[1] for n in scoped[name, "MatMul"]
+                     if n.input[1] in weights and weights[n.input[1]].shape == wanted]
         if len(constants) == 1:
             state[key] = weights[constants[0]].T
     return state
 
 
-def _module_of(node) -> str:
-    """The name of the module a node was exported from: ``/head/blocks.0/ff/ff.0/MatMul`` -> ``head.blocks.0.ff.0``
-    (a called Sequential's children are scoped ``ff/ff.0``, a ModuleList's ``blocks.0``)."""
-    parts = node.name.strip("/").split("/")[:-1]
-    return ".".join(p for i, p in enumerate(parts) if not (i + 1 < len(parts) and parts[i + 1].startswith(p + ".")))
+def _nodes_by_module(graph) -> dict[tuple[str, str], list]:
+    """(module name, op type) -> its nodes, from the scope the exporter names each node with:
+    ``/head/blocks.0/ff/ff.0/MatMul`` is a MatMul of ``head.blocks.0.ff.0`` (a called Sequential's children are
+    scoped ``ff/ff.0``, a ModuleList's ``blocks.0``)."""
+    scoped = defaultdict(list)
+    for node in graph.node:
+        parts = node.name.strip("/").split("/")[:-1]
+        module = ".".join(p for i, p in enumerate(parts)
+                          if not (i + 1 < len(parts) and parts[i + 1].startswith(p + ".")))
+        scoped[module, node.op_type].append(node)
+    return scoped
 
 
-def _group_norms(model: nn.Module, graph, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _group_norms(model: nn.Module, scoped: dict, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """GroupNorm scale and shift: the constants of the Mul and Add that follow its InstanceNormalization."""
     state = {}
     for name, module in model.named_modules():
         if not (isinstance(module, nn.GroupNorm) and module.affine):
             continue
         for op, key in (("Mul", "weight"), ("Add", "bias")):
-            constants = [i for n in _nodes(graph, op) if _module_of(n) == name for i in n.input if i in weights]
+            constants = [i for n in scoped[name, op] for i in n.input if i in weights]
             if len(constants) == 1 and weights[constants[0]].size == module.num_channels:
                 state[f"{name}.{key}"] = weights[constants[0]].reshape(module.num_channels)
     return state
 
 
-def _weight_norms(model: nn.Module, graph, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _weight_norms(model: nn.Module, scoped: dict, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """A weight-normed Conv's magnitude g and direction v from the one weight the graph computed from them."""
     state = {}
     for name, module in model.named_modules():
         parametrizations = getattr(module, "parametrizations", None)
         if not isinstance(module, nn.Conv1d) or parametrizations is None or "weight" not in parametrizations:
             continue
-        convs = [n for n in _nodes(graph, "Conv") if _module_of(n) == name and n.input[1] in weights]
+        convs = [n for n in scoped[name, "Conv"] if n.input[1] in weights]
         norm = parametrizations.weight[0]
         if len(convs) != 1 or not hasattr(norm, "dim"):
             continue
