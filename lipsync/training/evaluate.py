@@ -99,7 +99,8 @@ def clip_texts(clips, data: str, texts_file: str | None) -> dict[str, str]:
 
 def format_groups(per_group: dict[str, CurveMetrics], field: str) -> str:
     rows = {name: m.compute() for name, m in sorted(per_group.items())}
-    keys = list(next(iter(rows.values())))
+    # one line per group stays readable: F1s, onsets and accuracy here, precision and recall in metrics.json
+    keys = [k for k in next(iter(rows.values())) if not k.endswith(("_precision", "_recall"))]
     width = max(len(field), *(len(n) for n in rows)) + 2
     cols = [max(len(k), 6) + 2 for k in keys]
     lines = [f"{field:<{width}}" + "".join(f"{k:>{w}}" for k, w in zip(keys, cols))]

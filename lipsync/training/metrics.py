@@ -2,7 +2,7 @@
 
 - MAE over all channels and per channel.
 - Viseme accuracy: per-frame argmax agreement (the shape a viewer would see).
-- Event F1 for the moments that matter most: lip closure (PP), lip-teeth
+- Event F1 (with its precision and recall) for the moments that matter most: lip closure (PP), lip-teeth
   contact (FF) and rounding (oh/ou). An event is a run of frames where the
   channel is at or above 0.5; a predicted event matches a true one (one to one)
   when their onsets are within ``tolerance`` seconds or the runs overlap.
@@ -64,6 +64,12 @@ class _EventCounts:
         denom = 2 * self.tp + self.fp + self.fn
         return 2 * self.tp / denom if denom else float("nan")
 
+    def precision(self) -> float:  # of the predicted events, how many are real
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else float("nan")
+
+    def recall(self) -> float:  # of the real events, how many are predicted
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else float("nan")
+
 
 class CurveMetrics:
     """Accumulates clip by clip; ``compute()`` gives the table's numbers."""
@@ -100,6 +106,7 @@ class CurveMetrics:
         out = {"mae": float(self.abs_err.sum() / (frames * len(self.channels))), "viseme_acc": self.correct / frames}
         for name, c in self.counts.items():
             out[f"{name}_f1"] = c.f1()
+            out[f"{name}_precision"], out[f"{name}_recall"] = c.precision(), c.recall()
             out[f"{name}_onset_ms"] = float(np.median(c.onset_errors)) if c.onset_errors else float("nan")
         return out
 

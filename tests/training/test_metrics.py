@@ -1,0 +1,37 @@
+"""Event scores on hand-made curves whose events are known."""
+import numpy as np
+import pytest
+
+from lipsync.training.metrics import CurveMetrics
+
+CHANNELS = ("sil", "PP", "FF", "oh", "ou")
+FPS = 100.0
+
+
+def closures(*spans: tuple[float, float], seconds: float = 3.0) -> np.ndarray:
+    """Curves [T, C] with PP at 1 over each (start, end) span in seconds, rest at sil."""
+    curves = np.zeros((int(seconds * FPS), len(CHANNELS)), dtype=np.float32)
+    curves[:, 0] = 1.0
+    for start, end in spans:
+        curves[round(start * FPS) : round(end * FPS), 1] = 1.0
+        curves[round(start * FPS) : round(end * FPS), 0] = 0.0
+    return curves
+
+
+def test_closure_precision_recall_and_onsets_count_each_kind_of_error():
+    true = closures((0.5, 0.6), (1.2, 1.3), (2.0, 2.1))
+    # the first closure found 40 ms late, the second missed, the third found on time, one closure made up at 2.6 s
+    pred = closures((0.54, 0.64), (2.0, 2.1), (2.6, 2.7))
+    metrics = CurveMetrics(CHANNELS, FPS)
+    metrics.update(pred, true)
+    scores = metrics.compute()
+    assert scores["closure_precision"] == pytest.approx(2 / 3)  # 2 of the 3 predicted are real
+    assert scores["closure_recall"] == pytest.approx(2 / 3)  # 2 of the 3 real are found
+    assert scores["closure_f1"] == pytest.approx(2 / 3)
+    assert scores["closure_onset_ms"] == pytest.approx(20.0)  # median of 40 and 0 ms
+
+    only_extra = CurveMetrics(CHANNELS, FPS)
+    only_extra.update(closures((0.5, 0.6), (1.0, 1.1), (1.5, 1.6), (2.5, 2.6)), closures((0.5, 0.6)))
+    extra = only_extra.compute()
+    assert extra["closure_recall"] == 1.0 and extra["closure_precision"] == pytest.approx(1 / 4)
+    assert np.isnan(extra["labiodental_precision"]) and np.isnan(extra["labiodental_recall"])  # no events either side
