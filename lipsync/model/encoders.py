@@ -13,6 +13,7 @@ windows) go through as one batch. The result equals encoding each clip alone.
 """
 from __future__ import annotations
 
+import math
 import os
 import socket
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 HUB_HOST = "huggingface.co"
+CMN_RANGE_DB = 30.0  # cmn: frames this far below the loudest in the window weigh nothing (pauses, room tone)
 
 
 class EncoderLoadError(RuntimeError):
@@ -155,6 +157,13 @@ class LogMelEncoder(_Encoder):
     the fine structure of the excitation, which differ most between a
     formant synthesizer, diphones and a vocoder while the mouth shape does not.
 
+    ``cmn_window_s``: subtract from the normalised features each mel bin's mean
+    over a sliding window of this many seconds, weighted towards frames within
+    30 dB of the window's loudest (speech, not pauses). What stays the same
+    over the window (a voice's average spectrum, a microphone's colour) is
+    taken out; what changes from sound to sound stays. It looks half a window
+    either side, well inside the overlap of chunked conversion.
+
     spec_augment (training only; eval and export never see it): per clip, a
     random spectral tilt and smooth EQ curve (``tilt_db``, ``eq_db``: the most
     dB added at either end of the mel axis) and ``freq_masks`` bands of up to
@@ -171,8 +180,12 @@ class LogMelEncoder(_Encoder):
         spec_augment: dict | None = None,
         level: bool = False,
         lifter: int | None = None,
+        cmn_window_s: float | None = None,
     ):
         super().__init__()
+        if cmn_window_s is not None and not 0 < cmn_window_s <= 3.0:
+            raise ValueError(f"model.encoder.cmn_window_s={cmn_window_s} must be in (0, 3] seconds or null")
+        self.cmn_frames = None if cmn_window_s is None else 2 * round(cmn_window_s * 50) + 1  # odd, 100 Hz frames
         self.spec_augment = SpecAugment(n_mels, **spec_augment) if spec_augment else None
         self.level = level
         if lifter is not None and not 0 < lifter <= n_mels:
@@ -217,11 +230,23 @@ class LogMelEncoder(_Encoder):
         if self.training and self.spec_augment is not None:
             mel = self.spec_augment.colour(mel)
         x = self.norm(mel.transpose(1, 2)).transpose(1, 2)
+        if self.cmn_frames is not None:
+            x = x - self._loud_frames_mean(x, mel)
         if self.training and self.spec_augment is not None:
             x = self.spec_augment.mask(x)
         if self.level:  # log of the frame's mel power, scaled to about [-1.5, 2] (floor -7.1, full-scale speech ~9)
             x = torch.cat([x, torch.logsumexp(mel, dim=1, keepdim=True) / 5.0], dim=1)
         return x
+
+    def _loud_frames_mean(self, x: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        """Each bin's mean over a sliding window, weighted towards frames within 30 dB of the window's loudest."""
+        db = torch.logsumexp(mel, dim=1, keepdim=True) * (10 / math.log(10))
+        pad = self.cmn_frames // 2
+        floor = F.max_pool1d(db, self.cmn_frames, stride=1, padding=pad) - CMN_RANGE_DB
+        w = ((db - floor) / CMN_RANGE_DB).clamp(0.0, 1.0)
+        num = F.avg_pool1d(x * w, self.cmn_frames, stride=1, padding=pad, count_include_pad=True)
+        den = F.avg_pool1d(w, self.cmn_frames, stride=1, padding=pad, count_include_pad=True)
+        return num / (den + 1e-4)
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         t100 = torch.div(lengths, self.hop, rounding_mode="floor") + 1

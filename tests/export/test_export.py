@@ -154,8 +154,9 @@ def test_bad_inputs_exit_1(tmp_path, mel_run, capsys):
     assert main(["--checkpoint", str(mel_run), "--out", str(tmp_path / "model.pt")]) == EXIT_INPUT
 
 
-MEL_GRU = {**MEL_TCN, "head": {"_target_": "lipsync.model.heads.GRUHead", "hidden": 24, "layers": 2,
-                               "bidirectional": True, "dropout": 0.0}}
+MEL_GRU = {**MEL_TCN, "encoder": {**MEL_TCN["encoder"], "level": True, "cmn_window_s": 1.5},  # the shipped kind, + cmn
+           "head": {"_target_": "lipsync.model.heads.GRUHead", "hidden": 24, "layers": 2,
+                    "bidirectional": True, "dropout": 0.0}}
 MEL_TRANSFORMER = {**MEL_TCN, "head": {"_target_": "lipsync.model.heads.TransformerHead", "hidden": 16, "layers": 2,
                                        "heads": 2, "dropout": 0.0}}
 

@@ -153,6 +153,31 @@ def test_lifter_keeps_the_envelope_and_drops_the_excitation():
         LogMelEncoder(hidden=16, lifter=0)
 
 
+def test_cmn_subtracts_a_local_mean_so_chunks_match_the_whole_clip():
+    """cmn_window_s: each bin's speech-weighted mean over the window is taken out of the normalised features, so a
+    sound that stays the same over the window reads as zero (a voice's or a microphone's fixed colour is part of
+    that), and it looks only half a window either side, so chunked conversion sees what the whole clip gives."""
+    n = 3 * 16000
+    pulses = np.zeros(n)
+    pulses[::133] = 1.0  # a steady buzz through one /a/-like tract
+    poles = [0.97 * np.exp(s * 2j * np.pi * f / 16000) for f in (700, 1200) for s in (1, -1)]
+    steady = torch.tensor(lfilter([1.0], np.real(np.poly(poles)), pulses), dtype=torch.float32)[None]
+    plain, cmn = LogMelEncoder(hidden=16).eval(), LogMelEncoder(hidden=16, cmn_window_s=1.5).eval()
+    middle = slice(100, -100)
+    with torch.no_grad():
+        assert float(plain.features(steady)[..., middle].abs().mean()) > 0.5
+        assert float(cmn.features(steady)[..., middle].abs().mean()) < 0.02
+
+    speech = torch.cat([_speechlike(16000, seed) * (0.2 + seed) for seed in range(4)]).unsqueeze(0)  # 4 s, 4 levels
+    with torch.no_grad():
+        whole = cmn.features(speech)
+        excerpt = cmn.features(speech[:, 8000:56000])  # 0.5 s to 3.5 s
+    # frames of the excerpt that have the whole window (0.75 s) and the STFT (2 frames) inside it
+    torch.testing.assert_close(excerpt[..., 77:-77], whole[..., 50 + 77 : 50 + excerpt.shape[-1] - 77], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="cmn_window_s=0"):
+        LogMelEncoder(hidden=16, cmn_window_s=0)
+
+
 def test_spec_augment_colours_training_features_only():
     torch.manual_seed(0)
     plain = LogMelEncoder(hidden=16)
