@@ -158,8 +158,8 @@ class LogMelEncoder(_Encoder):
     formant synthesizer, diphones and a vocoder while the mouth shape does not.
 
     ``cmn_window_s``: subtract from the normalised features each mel bin's mean
-    over a sliding window of this many seconds, weighted towards frames within
-    30 dB of the window's loudest (speech, not pauses). What stays the same
+    over a sliding window of this many seconds, weighted by loudness (a frame
+    weighs 1 at the window's loudest, 0 from 30 dB below: speech, not pauses). What stays the same
     over the window (a voice's average spectrum, a microphone's colour) is
     taken out; what changes from sound to sound stays. It looks half a window
     either side, well inside the overlap of chunked conversion.
@@ -239,7 +239,7 @@ class LogMelEncoder(_Encoder):
         return x
 
     def _loud_frames_mean(self, x: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
-        """Each bin's mean over a sliding window, weighted towards frames within 30 dB of the window's loudest."""
+        """Each bin's mean over a sliding window; a frame weighs 1 at the window's loudest, 0 from 30 dB below it."""
         db = torch.logsumexp(mel, dim=1, keepdim=True) * (10 / math.log(10))
         pad = self.cmn_frames // 2
         floor = F.max_pool1d(db, self.cmn_frames, stride=1, padding=pad) - CMN_RANGE_DB

@@ -234,7 +234,10 @@ def _trainer_args(trainer_cfg: DictConfig) -> dict:
 def watched_config(cfg: DictConfig) -> dict:
     """The part of the config that decides the model and the data order (recorded in every manifest)."""
     data = OmegaConf.to_container(cfg.data, resolve=True)
-    return {"model": OmegaConf.to_container(cfg.model, resolve=True), "seed": cfg.seed,
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    if model.get("encoder", {}).get("cmn_window_s", 0) is None:  # only when on: older runs keep their config hash
+        del model["encoder"]["cmn_window_s"]
+    return {"model": model, "seed": cfg.seed,
             # balance_by only when on, like the adversary: older runs keep their config hash.
             "data": {k: v for k, v in data.items()
                      if k not in UNWATCHED_DATA_KEYS and not (k == "balance_by" and v is None)},

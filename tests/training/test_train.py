@@ -130,7 +130,7 @@ def test_balance_by_repeats_smaller_groups(mini_corpus, tmp_path, capsys):
     from collections import Counter
 
     from lipsync.data.validate import load_clips
-    from lipsync.training.train import _balance, watched_config
+    from lipsync.training.train import _balance
 
     clips = [c for c in load_clips(mini_corpus, "oculus15", 30, progress=False) if c.split == "train"]
     # A manifest whose "group" field splits the 16 clips 12 / 3 / 1.
@@ -150,11 +150,19 @@ def test_balance_by_repeats_smaller_groups(mini_corpus, tmp_path, capsys):
     assert printed.count("clips x1") == 8 and "... and 8 more (16 in all)" in printed
     with pytest.raises(ValueError, match="data.balance_by=voice: 16 training clip"):
         _balance(clips, tmp_path, "voice")
-    # Off, it is left out of the watched config, so runs from before it keep their config hash.
+
+
+def test_options_added_later_are_watched_only_when_on():
+    """Off, data.balance_by and model.encoder.cmn_window_s stay out of the watched config: a run started before
+    they existed resumes after an upgrade with the same config hash."""
+    from lipsync.training.train import watched_config
+
     cfg = compose_train(["experiment=scratch"])
     assert "balance_by" not in watched_config(cfg)["data"]
-    cfg.data.balance_by = "engine"
+    assert "cmn_window_s" not in watched_config(cfg)["model"]["encoder"]
+    cfg.data.balance_by, cfg.model.encoder.cmn_window_s = "engine", 1.5
     assert watched_config(cfg)["data"]["balance_by"] == "engine"
+    assert watched_config(cfg)["model"]["encoder"]["cmn_window_s"] == 1.5
 
 
 def test_balance_by_corpus_weighs_a_few_takes_up_against_a_large_corpus(mini_corpus, tmp_path, capsys):
