@@ -159,10 +159,11 @@ class LogMelEncoder(_Encoder):
 
     ``cmn_window_s``: subtract from the normalised features each mel bin's mean
     over a sliding window of this many seconds, weighted by loudness (a frame
-    weighs 1 at the window's loudest, 0 from 30 dB below: speech, not pauses). What stays the same
-    over the window (a voice's average spectrum, a microphone's colour) is
-    taken out; what changes from sound to sound stays. It looks half a window
-    either side, well inside the overlap of chunked conversion.
+    weighs 1 at the window's loudest, 0 from 30 dB below: speech, not pauses).
+    What stays the same over the window (a voice's average spectrum, a
+    microphone's colour) is taken out; what changes from sound to sound stays.
+    It looks half a window either side, well inside the overlap of chunked
+    conversion.
 
     spec_augment (training only; eval and export never see it): per clip, a
     random spectral tilt and smooth EQ curve (``tilt_db``, ``eq_db``: the most

@@ -2,12 +2,12 @@
 
 - MAE over all channels and per channel.
 - Viseme accuracy: per-frame argmax agreement (the shape a viewer would see).
-- Event F1, with its precision and recall, for the moments that matter most:
-  lip closure (PP), lip-teeth contact (FF) and rounding (oh/ou). An event is a run of frames where the
-  channel is at or above 0.5; a predicted event matches a true one (one to one)
-  when their onsets are within ``tolerance`` seconds or the runs overlap.
-  Onsets are interpolated between frames, so onset error is not limited to
-  whole frames.
+- Event F1, with its precision and recall, for the moments that matter most: lip
+  closure (PP), lip-teeth contact (FF) and rounding (oh/ou). An event is a run
+  of frames where the channel is at or above 0.5; a predicted event matches a
+  true one (one to one) when their onsets are within ``tolerance`` seconds or
+  the runs overlap. Onsets are interpolated between frames, so onset error is
+  not limited to whole frames.
 """
 from __future__ import annotations
 
