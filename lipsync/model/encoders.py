@@ -231,17 +231,19 @@ class LogMelEncoder(_Encoder):
         if self.training and self.spec_augment is not None:
             mel = self.spec_augment.colour(mel)
         x = self.norm(mel.transpose(1, 2)).transpose(1, 2)
+        if self.level or self.cmn_frames is not None:  # each frame's mel power (natural log) [B, 1, T100]
+            log_power = torch.logsumexp(mel, dim=1, keepdim=True)
         if self.cmn_frames is not None:
-            x = x - self._loud_frames_mean(x, mel)
+            x = x - self._loud_frames_mean(x, log_power)
         if self.training and self.spec_augment is not None:
             x = self.spec_augment.mask(x)
-        if self.level:  # log of the frame's mel power, scaled to about [-1.5, 2] (floor -7.1, full-scale speech ~9)
-            x = torch.cat([x, torch.logsumexp(mel, dim=1, keepdim=True) / 5.0], dim=1)
+        if self.level:  # scaled to about [-1.5, 2] (floor -7.1, full-scale speech ~9)
+            x = torch.cat([x, log_power / 5.0], dim=1)
         return x
 
-    def _loud_frames_mean(self, x: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    def _loud_frames_mean(self, x: torch.Tensor, log_power: torch.Tensor) -> torch.Tensor:
         """Each bin's mean over a sliding window; a frame weighs 1 at the window's loudest, 0 from 30 dB below it."""
-        db = torch.logsumexp(mel, dim=1, keepdim=True) * (10 / math.log(10))
+        db = log_power * (10 / math.log(10))
         pad = self.cmn_frames // 2
         floor = F.max_pool1d(db, self.cmn_frames, stride=1, padding=pad) - CMN_RANGE_DB
         w = ((db - floor) / CMN_RANGE_DB).clamp(0.0, 1.0)
