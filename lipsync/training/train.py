@@ -6,6 +6,7 @@ import os
 import time
 import warnings
 from collections import Counter
+from functools import reduce
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -39,6 +40,8 @@ log = logging.getLogger("lipsync.train")
 EXIT_OK, EXIT_USER_ERROR, EXIT_STOP = 0, 1, 75
 # Config that decides the model and the data seen: a resume with other values is refused (run.allow_config_change).
 UNWATCHED_DATA_KEYS = ("num_workers", "eval_batch_size", "skip_bad_clips")
+# Options added after runs existed: watched only when set, so those runs keep their config hash.
+WATCHED_WHEN_SET = (("data", "balance_by"), ("model", "encoder", "cmn_window_s"))
 
 
 def train(cfg: DictConfig) -> int:
@@ -234,17 +237,17 @@ def _trainer_args(trainer_cfg: DictConfig) -> dict:
 def watched_config(cfg: DictConfig) -> dict:
     """The part of the config that decides the model and the data order (recorded in every manifest)."""
     data = OmegaConf.to_container(cfg.data, resolve=True)
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    if model.get("encoder", {}).get("cmn_window_s", 0) is None:  # only when on: older runs keep their config hash
-        del model["encoder"]["cmn_window_s"]
-    return {"model": model, "seed": cfg.seed,
-            # balance_by only when on, like the adversary: older runs keep their config hash.
-            "data": {k: v for k, v in data.items()
-                     if k not in UNWATCHED_DATA_KEYS and not (k == "balance_by" and v is None)},
-            "augment": OmegaConf.to_container(cfg.augment, resolve=True),
-            # Only when on: runs from before the adversary existed keep their config hash.
-            **({"adversary": OmegaConf.to_container(cfg.adversary)} if cfg.adversary.field else {}),
-            **({"init_from": str(cfg.init_from)} if cfg.init_from else {})}
+    watched = {"model": OmegaConf.to_container(cfg.model, resolve=True), "seed": cfg.seed,
+               "data": {k: v for k, v in data.items() if k not in UNWATCHED_DATA_KEYS},
+               "augment": OmegaConf.to_container(cfg.augment, resolve=True),
+               # Only when on: runs from before the adversary existed keep their config hash.
+               **({"adversary": OmegaConf.to_container(cfg.adversary)} if cfg.adversary.field else {}),
+               **({"init_from": str(cfg.init_from)} if cfg.init_from else {})}
+    for *parents, key in WATCHED_WHEN_SET:
+        section = reduce(lambda d, name: d.get(name, {}), parents, watched)
+        if section.get(key, "absent") is None:
+            del section[key]
+    return watched
 
 
 def manifest_fields(watched: dict) -> dict:
