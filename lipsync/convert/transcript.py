@@ -7,9 +7,6 @@ Viterbi pass then places them on the model's predicted curves (resampled to
 100 Hz): each phone scores the frames it covers by how strongly the model shows
 its visemes, lasts at least ``MIN_PHONE_S``, and a pause may open at the start,
 at the end and at every clause boundary (punctuation) but is never forced.
-Accents say some sounds with another mouth shape (/w/ as [v]): such a sound is
-placed as its variant where the curves show the variant better by
-``VARIANT_COST``, so the text gives the words and the voice its accent.
 The model's curves (30 fps) time a phone to about a frame; the audio's level
 sharpens that: a consonant that closes or narrows the mouth starts where the
 level falls most steeply within ``SNAP_S`` of its placed start, and a vowel
@@ -26,7 +23,6 @@ import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
@@ -43,12 +39,6 @@ SNAP_S = 0.04  # how far the level may move a phone's start: a frame at 30 fps a
 SNAP_MIN_DB = 3.0  # a smaller change of level is not an edge
 CLOSING = frozenset({"PP", "FF", "TH", "DD", "kk", "nn"})  # stops, nasals, f v θ ð: quieter than a vowel
 VOWELS = frozenset({"aa", "E", "ih", "oh", "ou"})
-# How accents commonly say a sound with another mouth shape: /w/ as [v] (German, Dutch, Scandinavian, Hungarian,
-# Indian English). Where the model's curves show the variant better, the aligner takes it instead of the written
-# sound. (/θ ð/ as [f v] or [t d] were measured too and left out: models that never heard a voice show TH, FF
-# and DD too alike, so they cost more correct phones than they found.)
-ACCENT_VARIANTS = {"w": ("v",)}
-VARIANT_COST = 1.0  # log score (nats) a variant must gain over the written sound to replace it
 MAX_CELLS = 300_000_000  # frames x states of one text: 300 MB of back-pointers, about 5 minutes of speech
 KANJI = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
 LANGUAGE_SWITCH = re.compile(r"\([a-z-]+\)")
@@ -128,15 +118,18 @@ def check_text_voice(voice: str, rig: Rig) -> None:
 
 
 @dataclass(frozen=True)
-class _Sound:
-    """One phone of the text and the ways it may be said: ``labels[0]`` as written, then accent variants."""
-    labels: tuple[str, ...]
-    visemes: tuple[tuple[str, ...], ...]
+class _Unit:
+    viseme: str
+    phone: int  # index into the flat phone list, -1 for a pause
+    optional: bool
+    min_frames: int
 
 
-def _chain(clauses: list[list[str]]) -> list[_Sound | None]:
-    """The text's sounds in order, with an optional pause (None) at the start, the end and between clauses."""
-    chain: list[_Sound | None] = [None]
+def _units(clauses: list[list[str]]) -> tuple[list[_Unit], list[str]]:
+    """The left-to-right chain: optional pauses around every clause, each phone as its visemes in order."""
+    min_phone = max(1, round(MIN_PHONE_S * ALIGN_FPS))
+    pause = _Unit("sil", -1, True, max(1, round(MIN_PAUSE_S * ALIGN_FPS)))
+    units, labels = [pause], []
     for clause in clauses:
         for label in clause:
             try:
@@ -145,52 +138,11 @@ def _chain(clauses: list[list[str]]) -> list[_Sound | None]:
                 continue  # a symbol the IPA table lacks: left to its neighbours rather than guessed
             if visemes == SILENCE:
                 continue
-            variants = ACCENT_VARIANTS.get(label, ())
-            chain.append(_Sound((label, *variants), (visemes, *(visemes_for(v, "ipa") for v in variants))))
-        if chain[-1] is not None:  # one pause between clauses, however many clauses had no sounds
-            chain.append(None)
-    return chain
-
-
-class _State(NamedTuple):
-    """A Viterbi state: each viseme of each way of saying a sound lasts at least its minimum length in states."""
-    viseme: str
-    preds: list[int]  # the states it may be entered from
-    cost: float  # added on entering it: minus VARIANT_COST for an accent variant's first state
-    stay: bool  # may repeat: a viseme's last state
-    start: bool  # may be the first frame's state
-    sound: int  # index into the chain
-    way: int  # index into that sound's labels
-
-
-def _states(chain: list[_Sound | None]) -> tuple[list[_State], list[int]]:
-    """The chain's states, and those the last frame may be in."""
-    min_phone = max(1, round(MIN_PHONE_S * ALIGN_FPS))
-    min_pause = max(1, round(MIN_PAUSE_S * ALIGN_FPS))
-    # /h/ (NEXT) is scored with the shape coarticulation gives it (the next sounding viseme, else the previous),
-    # taken from the text as written.
-    raw = [(SILENCE if s is None else s.visemes[0], 0.0, 0.0) for s in chain]
-    states: list[_State] = []
-    tails, at_start = [], True  # the states the next sound may follow; whether it may open the audio
-    for k, sound in enumerate(chain):
-        if sound is None:
-            ways = [[(SILENCE[0], min_pause)]]
-        else:
-            ways = [[(borrowed_shape(raw, k)[0] if v == NEXT[0] else v, min_phone) for v in visemes]
-                    for visemes in sound.visemes]
-        new_tails = []
-        for way, units in enumerate(ways):
-            preds, cost, start = tails, (0.0 if way == 0 else -VARIANT_COST), at_start
-            for viseme, frames in units:
-                for j in range(frames):
-                    states.append(_State(viseme, preds, cost, j == frames - 1, start, k, way))
-                    preds, cost, start = [len(states) - 1], 0.0, False
-            new_tails.append(len(states) - 1)
-        if sound is None:
-            tails = new_tails + tails  # a pause may be skipped
-        else:
-            tails, at_start = new_tails, False
-    return states, tails
+            labels.append(label)
+            units += [_Unit(v, len(labels) - 1, False, min_phone) for v in visemes]
+        if units[-1] is not pause:  # one pause between clauses: the chain skips one optional unit at a time
+            units.append(pause)
+    return units, labels
 
 
 def _scores(values: np.ndarray, fps: float, n_out: int) -> np.ndarray:
@@ -202,39 +154,48 @@ def _scores(values: np.ndarray, fps: float, n_out: int) -> np.ndarray:
     return np.log(share)
 
 
-def _viterbi(scores: np.ndarray, chain: list[_Sound | None]) -> list[tuple[int, int, int]]:
-    """Per element of the chain: its frame span [start, end) (empty where a pause is skipped) and
-    which way of saying it fits best."""
-    states, ends = _states(chain)
-    n_states, n_frames = len(states), len(scores)
-    n_sounds = sum(s is not None for s in chain)
+def _viterbi(scores: np.ndarray, units: list[_Unit]) -> list[tuple[int, int]]:
+    """Best frame span [start, end) per unit (empty where an optional pause is skipped)."""
+    # Expand each unit into min_frames chained states; only a unit's last state may repeat.
+    unit_of = np.concatenate([np.full(u.min_frames, i) for i, u in enumerate(units)])
+    first = np.cumsum([0] + [u.min_frames for u in units[:-1]])
+    last = first + np.array([u.min_frames for u in units]) - 1
+    n_states, n_frames = len(unit_of), len(scores)
     if n_states * n_frames > MAX_CELLS:
-        raise TranscriptError(f"{n_frames / ALIGN_FPS / 60:.1f} minutes of audio with {n_sounds} sounds is too long "
+        raise TranscriptError(f"{n_frames / ALIGN_FPS / 60:.1f} minutes of audio with {len(units)} sounds is too long "
                               "for one dialogue text (memory grows with both): split it into shorter lines")
-    min_phone = max(1, round(MIN_PHONE_S * ALIGN_FPS))
-    shortest = sum(min(len(v) for v in s.visemes) * min_phone for s in chain if s is not None)
-    if shortest > n_frames:
+    if n_states > n_frames + sum(u.min_frames for u in units if u.optional):
         raise TranscriptError(f"the text has more sounds than {n_frames / ALIGN_FPS:.2f} s of audio can hold; "
                               "is it the right text for this file?")
-    emit = scores[:, [VISEMES.index(s.viseme) for s in states]]  # [frames, states]
-    preds = np.full((n_states, max(len(s.preds) for s in states)), -1)
-    for i, s in enumerate(states):
-        preds[i, :len(s.preds)] = s.preds
-    has_pred, pred_index = preds >= 0, np.maximum(preds, 0)
-    cost, stay = np.array([s.cost for s in states]), np.array([s.stay for s in states])
+    # /h/ (NEXT) is scored with the shape coarticulation gives it (the next sounding viseme, else the previous).
+    raw = [((u.viseme,), 0.0, 0.0) for u in units]
+    visemes = [borrowed_shape(raw, i)[0] if u.viseme == NEXT[0] else u.viseme for i, u in enumerate(units)]
+    emit = scores[:, [VISEMES.index(visemes[u]) for u in unit_of]]  # [frames, states]
+
+    stay = np.zeros(n_states, bool)
+    stay[last] = True
+    skip_from = np.full(n_states, -1)  # a unit's first state may also follow the unit before an optional one
+    for i in range(1, len(units)):
+        if units[i - 1].optional and i >= 2:
+            skip_from[first[i]] = last[i - 2]
+    can_start = np.zeros(n_states, bool)
+    can_start[first[0]] = True
+    if units[0].optional:
+        can_start[first[1]] = True
 
     neg = -np.inf
-    score = np.where([s.start for s in states], emit[0] + cost, neg)
-    back = np.zeros((n_frames, n_states), np.int8)  # 0 stay, k + 1 entered from preds[state, k]
-    rows = np.arange(n_states)
+    score = np.where(can_start, emit[0], neg)
+    back = np.zeros((n_frames, n_states), np.int8)  # 0 stay, 1 from previous state, 2 skip
+    prev_idx = np.arange(n_states) - 1
+    has_skip = skip_from >= 0
     for t in range(1, n_frames):
-        entering = np.where(has_pred, score[pred_index], neg)
-        k = entering.argmax(axis=1)
-        enter = entering[rows, k] + cost
-        kept = np.where(stay, score, neg)
-        stays = kept >= enter
-        back[t] = np.where(stays, 0, k + 1)
-        score = np.where(stays, kept, enter) + emit[t]
+        from_stay = np.where(stay, score, neg)
+        from_prev = np.concatenate([[neg], score[:-1]])
+        from_skip = np.where(has_skip, score[np.maximum(skip_from, 0)], neg)
+        best = np.maximum(from_stay, np.maximum(from_prev, from_skip))
+        back[t] = np.where(best == from_stay, 0, np.where(best == from_prev, 1, 2))
+        score = best + emit[t]
+    ends = [last[-1]] + ([last[-2]] if units[-1].optional else [])
     state = max(ends, key=lambda s: score[s])
     if not np.isfinite(score[state]):
         raise TranscriptError("the text cannot be placed on this audio (too short for it)")
@@ -242,13 +203,13 @@ def _viterbi(scores: np.ndarray, chain: list[_Sound | None]) -> list[tuple[int, 
     for t in range(n_frames - 1, -1, -1):
         path[t] = state
         move = back[t, state]
-        state = state if move == 0 else preds[state, move - 1]
-    sound_of, way_of = np.array([s.sound for s in states])[path], np.array([s.way for s in states])[path]
-    spans = [(0, 0, 0)] * len(chain)
-    for k in range(len(chain)):
-        frames = np.flatnonzero(sound_of == k)
+        state = state if move == 0 else prev_idx[state] if move == 1 else skip_from[state]
+    spans = [(0, 0)] * len(units)
+    units_path = unit_of[path]
+    for i in range(len(units)):
+        frames = np.flatnonzero(units_path == i)
         if len(frames):
-            spans[k] = (int(frames[0]), int(frames[-1]) + 1, int(way_of[frames[0]]))
+            spans[i] = (int(frames[0]), int(frames[-1]) + 1)
     return spans
 
 
@@ -326,13 +287,18 @@ def align_text(curves: Curves, clauses: list[list[str]], level: np.ndarray) -> l
     """Timed IPA phones (pauses as gaps) for ``clauses``, placed on the model's oculus15 ``curves`` and
     sharpened on the audio's ``level`` (dB per 10 ms, ``LevelMeter``)."""
     _require_visemes(curves.channels)
-    chain = _chain(clauses)
-    if not any(chain):
+    units, labels = _units(clauses)
+    if not labels:
         raise TranscriptError("the dialogue text has no speech sounds")
     n_out = max(1, int(round(curves.n_frames / curves.fps * ALIGN_FPS)))
-    spans = _viterbi(_scores(curves.values, curves.fps, n_out), chain)
-    phones = [Phone(a / ALIGN_FPS, b / ALIGN_FPS, sound.labels[way])
-              for sound, (a, b, way) in zip(chain, spans) if sound is not None and b > a]
+    spans = _viterbi(_scores(curves.values, curves.fps, n_out), units)
+    starts: dict[int, float] = {}
+    ends: dict[int, float] = {}
+    for unit, (a, b) in zip(units, spans):
+        if unit.phone >= 0 and b > a:
+            starts.setdefault(unit.phone, a / ALIGN_FPS)
+            ends[unit.phone] = b / ALIGN_FPS
+    phones = [Phone(starts[i], ends[i], labels[i]) for i in range(len(labels)) if i in starts]
     return snap_to_level(phones, level)
 
 
