@@ -28,8 +28,9 @@ duration, and the curves are time-scaled with it so that
 
 Babble is made from speech the augmenter has seen: it keeps a small pool of
 recent windows (the corpus itself), so no external recordings are needed.
-G.722 needs a codec library this project does not depend on; the telephone
-effect uses an 8 kHz round trip with G.711 mu-law companding instead.
+The telephone effect is narrowband (an 8 kHz round trip with G.711 mu-law
+companding); the codec effect adds wideband G.722 (VoIP, video calls) beside
+mp3 and ogg.
 """
 from __future__ import annotations
 
@@ -61,7 +62,9 @@ DEFAULTS: dict[str, dict] = {
 }
 BABBLE_POOL = 32  # recent windows kept for babble
 RATE_STEP = 200  # Hz: warped rates are multiples of it, so resampling filters stay short (factor steps ~1.3%)
-_CODECS = {"mp3": ("MP3", "MPEG_LAYER_III"), "ogg": ("OGG", "VORBIS")}
+_SOUNDFILE_CODECS = {"mp3": ("MP3", "MPEG_LAYER_III"), "ogg": ("OGG", "VORBIS")}
+CODECS = (*_SOUNDFILE_CODECS, "g722")
+G722_BIT_RATES = (48000, 56000, 64000)  # its three modes, lowest quality first
 
 
 class AugmentConfigError(ValueError):
@@ -97,11 +100,12 @@ class Augmenter:
                 "visemes: add a from_oculus15 table with a 'sil' entry to the rig file, or set "
                 "augment.effects.no_speech.p=0)"
             )
-        for name, allowed in (("no_speech", NO_SPEECH_KINDS), ("noise", NOISE_KINDS)):
-            bad = sorted(set(self.effects[name]["kinds"]) - set(allowed))
+        for name, key, allowed in (("no_speech", "kinds", NO_SPEECH_KINDS), ("noise", "kinds", NOISE_KINDS),
+                                   ("codec", "formats", CODECS)):
+            bad = sorted(set(self.effects[name][key]) - set(allowed))
             if bad:
                 raise AugmentConfigError(
-                    f"augment.effects.{name}.kinds: unknown {bad}; use any of {', '.join(allowed)}"
+                    f"augment.effects.{name}.{key}: unknown {bad}; use any of {', '.join(allowed)}"
                 )
         self.rest_pose = None if rest_pose is None else np.asarray(rest_pose, dtype=np.float32)
         self.rng = np.random.default_rng(seed)
@@ -464,17 +468,31 @@ def telephone(audio: np.ndarray, rng: np.random.Generator, settings: Mapping) ->
 
 
 def codec_round_trip(audio: np.ndarray, rng: np.random.Generator, settings: Mapping) -> np.ndarray:
-    """Encode and decode through mp3 or ogg (libsndfile), with the codec's delay measured and removed."""
+    """Encode and decode through mp3 or ogg (libsndfile) or G.722, with the codec's delay measured and removed."""
     name = str(rng.choice(list(settings["formats"])))
-    if name not in _CODECS:
-        raise AugmentConfigError(f"unknown codec {name!r}; use {', '.join(_CODECS)}")
-    fmt, subtype = _CODECS[name]
-    buffer = io.BytesIO()
     quality = rng.uniform(settings["min_quality"], settings["max_quality"])
-    sf.write(buffer, np.clip(audio, -1, 1), SAMPLE_RATE, format=fmt, subtype=subtype, compression_level=1 - quality)
-    buffer.seek(0)
-    decoded, _ = sf.read(buffer, dtype="float32")
+    clipped = np.clip(audio, -1, 1)
+    if name == "g722":
+        decoded = g722_round_trip(clipped, G722_BIT_RATES[min(2, int(quality * 3))])  # thirds of [0, 1]
+    else:
+        fmt, subtype = _SOUNDFILE_CODECS[name]
+        buffer = io.BytesIO()
+        sf.write(buffer, clipped, SAMPLE_RATE, format=fmt, subtype=subtype, compression_level=1 - quality)
+        buffer.seek(0)
+        decoded, _ = sf.read(buffer, dtype="float32")
     return _fit_length(_undo_delay(decoded, audio), len(audio))
+
+
+def g722_round_trip(audio: np.ndarray, bit_rate: int) -> np.ndarray:
+    """ITU-T G.722 (two-band ADPCM, wideband telephony) at 48, 56 or 64 kbit/s; its output is 22 samples late."""
+    try:
+        from G722 import G722
+    except ImportError as e:
+        raise AugmentConfigError("the g722 codec needs the G722 package (pip install G722), or drop g722 from "
+                                 "augment.effects.codec.formats") from e
+    codec = G722(SAMPLE_RATE, bit_rate)
+    pcm = np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16)
+    return np.asarray(codec.decode(codec.encode(pcm)), dtype=np.float32) / 32768
 
 
 def _undo_delay(decoded: np.ndarray, reference: np.ndarray, max_lag: int = 4000) -> np.ndarray:

@@ -18,6 +18,8 @@ from lipsync.data.augment import (
     Augmenter,
     add_noise,
     change_speed,
+    codec_round_trip,
+    g722_round_trip,
     make_noise,
     resynthesise,
     synthetic_rir,
@@ -83,6 +85,22 @@ def test_every_timing_preserving_effect_keeps_length_and_lag_zero(effect):
         assert np.isfinite(out).all() and np.abs(out).max() <= 1.0
         assert _lag(audio, out) == 0, f"{effect} shifted the audio"
         assert not np.allclose(out, audio, atol=1e-4), f"{effect} did nothing"
+
+
+def test_g722_round_trip_is_lossy_by_its_bit_rate_and_keeps_timing_to_the_sample():
+    audio = _speechlike()
+
+    def late(out: np.ndarray) -> int:  # samples by which ``out`` is late against the input
+        return int(np.argmax(signal.correlate(out, audio, mode="full"))) - (len(audio) - 1)
+
+    assert late(g722_round_trip(audio, 64000)) == 22  # the codec's own delay, which the effect removes
+    snrs = []
+    for quality in (0.1, 0.5, 0.95):  # 48, 56 and 64 kbit/s
+        settings = {"formats": ["g722"], "min_quality": quality, "max_quality": quality}
+        out = codec_round_trip(audio, np.random.default_rng(0), settings)
+        assert len(out) == len(audio) and late(out) == 0
+        snrs.append(10 * np.log10(np.sum(audio**2) / np.sum((out - audio) ** 2)))
+    assert 20 < snrs[0] < snrs[1] < snrs[2] < 40, snrs  # ADPCM noise, less at each higher rate
 
 
 def test_speed_scales_audio_and_curves_together():
@@ -261,6 +279,8 @@ def test_bad_configs_and_mismatched_curves_fail_loudly():
         Augmenter(_only("no_speech", kinds=["pink", "babble"]), rest_pose=np.zeros(15))
     with pytest.raises(AugmentConfigError, match="noise.kinds"):
         Augmenter(_only("noise", kinds=["traffic"]))
+    with pytest.raises(AugmentConfigError, match=r"codec.formats: unknown \['aac'\]; use any of mp3, ogg, g722"):
+        Augmenter(_only("codec", formats=["mp3", "aac"]))
     audio = _speechlike(seconds=0.5)
     with pytest.raises(ValueError, match="frames"):
         Augmenter(_only("gain"), fps=FPS)(audio, np.zeros((3, 15), np.float32))
