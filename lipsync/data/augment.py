@@ -471,13 +471,12 @@ def codec_round_trip(audio: np.ndarray, rng: np.random.Generator, settings: Mapp
     """Encode and decode through mp3 or ogg (libsndfile) or G.722, with the codec's delay measured and removed."""
     name = str(rng.choice(list(settings["formats"])))
     quality = rng.uniform(settings["min_quality"], settings["max_quality"])
-    clipped = np.clip(audio, -1, 1)
     if name == "g722":
-        decoded = g722_round_trip(clipped, G722_BIT_RATES[min(2, int(quality * 3))])  # thirds of [0, 1]
+        decoded = g722_round_trip(audio, G722_BIT_RATES[min(2, int(quality * 3))])  # thirds of [0, 1]
     else:
         fmt, subtype = _SOUNDFILE_CODECS[name]
         buffer = io.BytesIO()
-        sf.write(buffer, clipped, SAMPLE_RATE, format=fmt, subtype=subtype, compression_level=1 - quality)
+        sf.write(buffer, np.clip(audio, -1, 1), SAMPLE_RATE, format=fmt, subtype=subtype, compression_level=1 - quality)
         buffer.seek(0)
         decoded, _ = sf.read(buffer, dtype="float32")
     return _fit_length(_undo_delay(decoded, audio), len(audio))
