@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="corpus folder with manifest.jsonl")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--out", help="folder for metrics.json and plots (default: print only)")
-    parser.add_argument("--plots", type=int, default=4, help="clips drawn in the plot")
+    parser.add_argument("--plots", type=int, default=4, help="clips drawn in the plot (0: no plot)")
     parser.add_argument("--group-by", help="also a table per value of this manifest field (e.g. engine, speaker)")
     parser.add_argument("--where", metavar="FIELD=VALUE", help="only the clips whose manifest FIELD is VALUE "
                                                                 "(e.g. engine=flite: the held-out engine of a fold)")
@@ -167,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
             json.dump({"model": source, "data": str(args.data), "split": args.split, "text": args.text,
                        "clips": len(clips), "metrics": scores, "per_channel_mae": per_channel,
                        "groups": {k: m.compute() for k, m in per_group.items()}}, f, indent=2)
-        save_figure(curves_figure(samples, list(model.rig.channels), model.fps), out / f"curves_{args.split}.png")
-        print(f"wrote {out / 'metrics.json'} and {out / f'curves_{args.split}.png'}")
+        written = [out / "metrics.json"]
+        if samples:  # --plots 0 draws nothing
+            written.append(out / f"curves_{args.split}.png")
+            save_figure(curves_figure(samples, list(model.rig.channels), model.fps), written[-1])
+        print("wrote " + " and ".join(map(str, written)))
     return 0

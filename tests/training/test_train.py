@@ -88,6 +88,9 @@ def test_cli_scratch_run_leaves_a_complete_run_dir(mini_corpus, tmp_path):
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert report["clips"] == 4 and 0 <= report["metrics"]["viseme_acc"] <= 1 and report["groups"]
     assert (tmp_path / "eval" / "curves_val.png").stat().st_size > 10_000
+    assert evaluate(["--checkpoint", str(run_dir), "--data", str(mini_corpus), "--split", "val",
+                     "--out", str(tmp_path / "no_plot"), "--plots", "0"]) == 0
+    assert sorted(p.name for p in (tmp_path / "no_plot").iterdir()) == ["metrics.json"]
 
     again = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), "experiment=scratch",
                             f"data.root={mini_corpus}", f"run.dir={run_dir}"],
