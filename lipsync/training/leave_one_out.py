@@ -1,0 +1,337 @@
+"""python scripts/leave_one_out.py --data CORPUS --out DIR [options] [train overrides...]
+
+Leave-one-out over a manifest field (``engine`` by default): for each value X it
+trains the given recipe without X's clips (``data.exclude.FIELD=[X]``, in
+``DIR/X/``, an ordinary run dir) and scores that model on X's test clips, audio
+alone and, with ``--text VOICE``, with each clip's dialogue text. It prints a
+table per held-out value with the mean (the figure issue 8 sets targets for),
+and writes ``DIR/leave_one_out.json`` and ``DIR/leave_one_out.png``.
+
+Stop it at any moment and run the same command again: finished folds are kept
+(their scores are cached in ``DIR/X/scores.json``), an unfinished fold resumes
+from its checkpoints, and a command with another recipe, corpus or field is
+refused rather than mixing two recipes in one table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from lipsync.atomic import atomic_write
+from lipsync.checkpointing.heartbeat import HEARTBEAT_ENV, read_heartbeat
+from lipsync.checkpointing.signals import EXIT_STOP
+from lipsync.data.manifest import manifest_field
+from lipsync.training.rundir import read_done
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN_SCRIPT = REPO / "scripts" / "train.py"
+COLUMNS = ("viseme_acc", "closure_f1", "labiodental_f1", "rounding_f1", "closure_onset_ms",
+           "closure_precision", "closure_recall")
+HEADERS = ("acc", "closure", "f/v", "rounding", "onset ms", "clos. P", "clos. R")
+# Issue 8's bar for a model that works on voices it never heard, on the mean over held-out engines.
+TARGETS = {"closure_f1": (">=", 0.95), "labiodental_f1": (">=", 0.90), "rounding_f1": (">=", 0.85),
+           "closure_onset_ms": ("<=", 30.0)}
+SPEC = "leave_one_out_spec.json"
+EXIT_USER_ERROR = 1
+
+
+class LeaveOneOutError(ValueError):
+    """A mistake in the command: the message says what to change."""
+
+
+@dataclass
+class Fold:
+    value: str
+    dir: Path
+
+    @property
+    def finished(self) -> bool:
+        return read_done(self.dir) is not None
+
+    @property
+    def heartbeat(self) -> Path:
+        return self.dir / ".heartbeat"
+
+    @property
+    def log(self) -> Path:
+        return self.dir.parent / "logs" / f"{self.value}.log"
+
+
+def plan(data: Path, field: str, split: str, hold_out: list[str] | None, exclude: list[str]) -> list[str]:
+    """The values to hold out in turn: those asked for, else every value with clips in ``split``."""
+    values = manifest_field(data, field, missing=None)
+    if not values:
+        raise LeaveOneOutError(f"{data}/manifest.jsonl: no clip has the field {field!r}; "
+                               "pass --field with a field the manifest has (engine, speaker, ...)")
+    known = sorted(set(values.values()))
+    for name in [*(hold_out or []), *exclude]:
+        if name not in known:
+            raise LeaveOneOutError(f"--hold-out/--exclude {name!r}: no clip has {field}={name}; the corpus has "
+                                   f"{', '.join(known)}")
+    splits = manifest_field(data, "split")
+    in_split = sorted({v for clip, v in values.items() if splits.get(clip) == split})
+    chosen = hold_out or [v for v in in_split if v not in exclude]
+    for value in chosen:
+        if value in exclude:
+            raise LeaveOneOutError(f"{value!r} is both held out and excluded; pick one")
+        if value not in in_split:
+            raise LeaveOneOutError(f"{field}={value} has no clip in the {split} split, so its fold cannot be scored")
+    if len(set(known) - set(exclude)) < 2:
+        raise LeaveOneOutError(f"{field} has one value left ({', '.join(sorted(set(known) - set(exclude)))}) "
+                               "after --exclude: a fold needs others to train on")
+    if not chosen:
+        raise LeaveOneOutError(f"no {field} value is left to hold out after --exclude")
+    return chosen
+
+
+def check_overrides(overrides: list[str], field: str) -> None:
+    """The driver sets the corpus, the exclusion and the run dir itself; two sources would disagree."""
+    owned = {"data.root": "--data", f"data.exclude.{field}": "--exclude", "run.dir": "--out", "run.name": "--out"}
+    for item in overrides:
+        key = item.lstrip("+~").split("=", 1)[0]
+        if key in owned:
+            raise LeaveOneOutError(f"override {item!r}: leave_one_out sets {key} for each fold; use {owned[key]}")
+
+
+def hydra_list(values: list[str]) -> str:
+    for v in values:
+        if not re.fullmatch(r"[\w.:+-]+", v):
+            raise LeaveOneOutError(f"value {v!r}: only letters, digits and . _ : + - can be passed to a fold")
+    return "[" + ",".join(values) + "]"
+
+
+def fold_command(fold: Fold, data: Path, field: str, exclude: list[str], overrides: list[str]) -> list[str]:
+    if not TRAIN_SCRIPT.is_file():
+        raise LeaveOneOutError(f"{TRAIN_SCRIPT} is missing: run leave_one_out from a checkout of lipsync")
+    left_out = hydra_list([fold.value, *exclude])
+    return [sys.executable, str(TRAIN_SCRIPT), *overrides, f"data.root={data}",
+            f"++data.exclude.{field}={left_out}", f"run.dir={fold.dir}"]
+
+
+def check_spec(out: Path, spec: dict) -> None:
+    """The first start records the recipe; a later start with another one is refused."""
+    path = out / SPEC
+    if path.is_file():
+        before = json.loads(path.read_text())
+        changed = [k for k in spec if before.get(k) != spec[k]]
+        if changed:
+            lines = "; ".join(f"{k}: was {before.get(k)!r}, now {spec[k]!r}" for k in changed)
+            raise LeaveOneOutError(f"{out} holds folds of another command ({lines}). Run the same command to "
+                                   "continue it, or pass a new --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        json.dump(spec, f, indent=2)
+
+
+def train_folds(folds: list[Fold], commands: dict[str, list[str]], jobs: int) -> int:
+    """Train the unfinished folds, ``jobs`` at a time; 0 when all finished, else the first failure's exit code."""
+    todo = [f for f in folds if not f.finished]
+    for f in folds:
+        if f.finished:
+            print(f"fold {f.value}: finished earlier ({f.dir})")
+    if not todo:
+        return 0
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    running: dict[str, tuple[Fold, subprocess.Popen, float]] = {}
+    failure = 0
+    bar = tqdm(total=len(todo), desc="folds", unit="fold", file=sys.stderr, dynamic_ncols=True)
+    try:
+        while todo or running:
+            while todo and len(running) < jobs and not failure:
+                fold = todo.pop(0)
+                fold.log.parent.mkdir(parents=True, exist_ok=True)
+                env = {**os.environ, HEARTBEAT_ENV: str(fold.heartbeat)}
+                env.setdefault("OMP_NUM_THREADS", threads)  # jobs folds share the cores instead of fighting
+                with open(fold.log, "a") as log:
+                    proc = subprocess.Popen(commands[fold.value], stdout=log, stderr=subprocess.STDOUT, env=env)
+                running[fold.value] = (fold, proc, time.monotonic())
+                tqdm.write(f"fold {fold.value}: training without it (log: {fold.log})", file=sys.stderr)
+            if not running:
+                break
+            time.sleep(1.0)
+            steps = {v: (read_heartbeat(f.heartbeat) or (0, 0))[0] for v, (f, _, _) in running.items()}
+            bar.set_postfix_str(" ".join(f"{v}@{s}" for v, s in steps.items()))
+            for value, (fold, proc, started) in list(running.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                del running[value]
+                minutes = (time.monotonic() - started) / 60
+                if code == 0 and fold.finished:
+                    bar.update()
+                    tqdm.write(f"fold {value}: finished in {minutes:.1f} min", file=sys.stderr)
+                else:
+                    tqdm.write(f"fold {value}: training exited {code} after {minutes:.1f} min; see {fold.log}",
+                               file=sys.stderr)
+                    failure = failure or (code or 1)
+    except KeyboardInterrupt:
+        failure = EXIT_STOP
+    finally:
+        for fold, proc, _ in running.values():  # a stop asks each fold to save and exit (75), as train.py does
+            proc.send_signal(signal.SIGTERM)
+        for fold, proc, _ in running.values():
+            proc.wait()
+        bar.close()
+    return failure
+
+
+def score_fold(fold: Fold, data: Path, field: str, split: str, text: str | None, texts_file: str | None) -> dict:
+    """Metrics of the fold's model on its held-out clips, cached in the fold's scores.json."""
+    from lipsync.convert.predictor import load_predictor
+    from lipsync.convert.transcript import check_text_voice
+    from lipsync.data.validate import load_clips
+    from lipsync.training.evaluate import clip_texts, evaluate, select_clips
+
+    path = fold.dir / "scores.json"
+    cached = json.loads(path.read_text()) if path.is_file() else {}
+    modes = ["audio"] + ([f"text:{text}"] if text else [])
+    if all(m in cached for m in modes):
+        return cached
+    model = load_predictor(fold.dir)
+    clips = select_clips(load_clips(data, model.rig, model.fps, splits=(split,)), str(data), f"{field}={fold.value}")
+    for mode in modes:
+        if mode in cached:
+            continue
+        texts = None
+        if mode != "audio":
+            check_text_voice(text, model.rig)
+            texts = clip_texts(clips, str(data), texts_file)
+        metrics, _, _ = evaluate(model, clips, plot_count=0, texts=texts, voice=text or "en-us")
+        cached[mode] = {"clips": len(clips), **metrics.compute()}
+    with atomic_write(path) as f:
+        json.dump(cached, f, indent=2)
+    return cached
+
+
+def mean_row(rows: list[dict]) -> dict:
+    """The mean over folds, each fold weighing the same (a metric a fold lacks, e.g. f/v in Japanese, is skipped)."""
+    out = {}
+    for key in COLUMNS:
+        values = [r[key] for r in rows if not math.isnan(r.get(key, math.nan))]
+        out[key] = float(np.mean(values)) if values else math.nan
+    return out
+
+
+def mode_title(mode: str) -> str:
+    return "audio alone" if mode == "audio" else f"with the text ({mode.split(':', 1)[1]})"
+
+
+def meets(mean: dict) -> dict[str, bool]:
+    return {k: (mean[k] >= bar if op == ">=" else mean[k] <= bar) for k, (op, bar) in TARGETS.items()}
+
+
+def format_table(title: str, rows: dict[str, dict], mean: dict) -> str:
+    width = max(6, *(len(v) for v in rows)) + 2
+    head = f"{'held out':<{width}}{'clips':>6}" + "".join(f"{h:>10}" for h in HEADERS)
+    lines = [title, head, "-" * len(head)]
+
+    def cells(r: dict) -> str:
+        return "".join(f"{'n/a':>10}" if math.isnan(r.get(k, math.nan)) else
+                       f"{r[k]:>10.1f}" if k.endswith("_ms") else f"{r[k]:>10.3f}" for k in COLUMNS)
+
+    for value, r in rows.items():
+        lines.append(f"{value:<{width}}{r['clips']:>6}" + cells(r))
+    lines.append("-" * len(head))
+    lines.append(f"{'mean':<{width}}{'':>6}" + cells(mean))
+    goal = {k: f"{op}{bar:g}" for k, (op, bar) in TARGETS.items()}
+    lines.append(f"{'target':<{width}}{'':>6}" + "".join(f"{goal.get(k, ''):>10}" for k in COLUMNS))
+    ok = meets(mean)
+    lines.append(f"{'met':<{width}}{'':>6}" + "".join(f"{('yes' if ok[k] else 'no') if k in ok else '':>10}"
+                                                    for k in COLUMNS))
+    return "\n".join(lines)
+
+
+def figure(tables: dict[str, tuple[dict, dict]]):
+    """One panel per mode: F1 and accuracy per held-out value and their mean, the targets as dashed lines."""
+    import matplotlib.pyplot as plt
+
+    keys = ("viseme_acc", "closure_f1", "labiodental_f1", "rounding_f1")
+    fig, axes = plt.subplots(1, len(tables), figsize=(6.5 * len(tables), 4), squeeze=False)
+    for ax, (mode, (rows, mean)) in zip(axes[0], tables.items()):
+        names = [*rows, "mean"]
+        width = 0.8 / len(names)
+        for i, name in enumerate(names):
+            r = mean if name == "mean" else rows[name]
+            ax.bar(np.arange(len(keys)) + (i - (len(names) - 1) / 2) * width, [r[k] for k in keys], width,
+                   label=name, color="black" if name == "mean" else None)
+        for j, k in enumerate(keys):
+            if k in TARGETS:
+                ax.hlines(TARGETS[k][1], j - 0.45, j + 0.45, colors="red", linestyles="dashed")
+        ax.set_xticks(range(len(keys)), ["accuracy", "closure F1", "f/v F1", "rounding F1"])
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{mode_title(mode)}, each value held out in turn (dashed: target)", fontsize=10)
+        ax.legend(fontsize=7, ncol=len(names))
+    fig.tight_layout()
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     epilog="Everything after the options is passed to train.py for every fold, "
+                                            "e.g. experiment=scratch augment=mild trainer.max_steps=3000")
+    parser.add_argument("--data", required=True, help="the corpus folder (manifest.jsonl)")
+    parser.add_argument("--out", required=True, help="folder for the folds' run dirs and the table")
+    parser.add_argument("--field", default="engine", help="the manifest field whose values are held out in turn")
+    parser.add_argument("--hold-out", help="comma-separated values to hold out (default: every value in --split)")
+    parser.add_argument("--exclude", default="", help="comma-separated values left out of every fold (e.g. jtalk)")
+    parser.add_argument("--split", default="test", choices=("val", "test"), help="the split a fold is scored on")
+    parser.add_argument("--text", metavar="VOICE", help="also score with each clip's dialogue text (evaluate.py --text)")
+    parser.add_argument("--texts", metavar="FILE", help="clip texts for --text (default: the manifest's text field)")
+    parser.add_argument("--jobs", type=int, default=1, help="folds trained at once; the cores are shared among them")
+    parser.add_argument("overrides", nargs="*", help="train.py overrides for every fold")
+    args = parser.parse_args(argv)
+    data, out = Path(args.data).resolve(), Path(args.out).resolve()
+    exclude = [v for v in args.exclude.split(",") if v]
+    try:
+        if args.jobs < 1:
+            raise LeaveOneOutError(f"--jobs {args.jobs}: train at least one fold at a time")
+        if not (data / "manifest.jsonl").is_file():
+            raise LeaveOneOutError(f"--data {data}: no manifest.jsonl there; pass a corpus folder (data/README.md)")
+        check_overrides(args.overrides, args.field)
+        values = plan(data, args.field, args.split,
+                      [v for v in args.hold_out.split(",") if v] if args.hold_out else None, exclude)
+        folds = [Fold(v, out / v) for v in values]
+        commands = {f.value: fold_command(f, data, args.field, exclude, args.overrides) for f in folds}
+        check_spec(out, {"data": str(data), "field": args.field, "exclude": exclude, "split": args.split,
+                         "overrides": args.overrides})
+    except (LeaveOneOutError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(f"{len(folds)} folds, {args.field} held out in turn: {', '.join(values)}; "
+          f"recipe: {' '.join(args.overrides) or '(train.yaml defaults)'}")
+    code = train_folds(folds, commands, args.jobs)
+    if code:
+        done = sum(f.finished for f in folds)
+        print(f"{done} of {len(folds)} folds finished; run the same command to continue "
+              "(finished folds are kept, the others resume from their checkpoints)", file=sys.stderr)
+        return code
+    tables: dict[str, tuple[dict, dict]] = {}
+    scores = {f.value: score_fold(f, data, args.field, args.split, args.text, args.texts) for f in folds}
+    for mode in ["audio"] + ([f"text:{args.text}"] if args.text else []):
+        rows = {v: s[mode] for v, s in scores.items()}
+        tables[mode] = (rows, mean_row(list(rows.values())))
+        print()
+        print(format_table(f"{mode_title(mode)}, {args.split} clips of the held-out {args.field}:", rows, tables[mode][1]))
+    result = {"data": str(data), "field": args.field, "split": args.split, "exclude": exclude,
+              "overrides": args.overrides, "targets": {k: list(v) for k, v in TARGETS.items()},
+              "tables": {m: {"folds": rows, "mean": mean, "met": meets(mean)} for m, (rows, mean) in tables.items()}}
+    with atomic_write(out / "leave_one_out.json") as f:
+        json.dump(result, f, indent=2)
+    from lipsync.training.plots import save_figure
+
+    save_figure(figure(tables), out / "leave_one_out.png")
+    print(f"\nwrote {out / 'leave_one_out.json'} and {out / 'leave_one_out.png'}")
+    return 0
