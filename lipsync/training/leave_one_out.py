@@ -136,8 +136,27 @@ def check_spec(out: Path, spec: dict) -> None:
         json.dump(spec, f, indent=2)
 
 
-def train_folds(folds: list[Fold], commands: dict[str, list[str]], jobs: int) -> int:
-    """Train the unfinished folds, ``jobs`` at a time; 0 when all finished, else the first failure's exit code."""
+def recipe_steps(overrides: list[str]) -> int | None:
+    """A fold's trainer.max_steps, its config composed as train.py composes it: a bad override fails here, before
+    any fold starts."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+            cfg = compose("train", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise LeaveOneOutError(f"the train.py overrides do not compose: {e}") from e
+    steps = cfg.trainer.get("max_steps")
+    return int(steps) if steps and steps > 0 else None
+
+
+def train_folds(folds: list[Fold], commands: dict[str, list[str]], jobs: int, steps: int | None) -> int:
+    """Train the unfinished folds, ``jobs`` at a time; 0 when all finished, else the first failure's exit code.
+
+    The bar counts the folds' training steps (each fold's heartbeat), so its rate and ETA cover the whole run.
+    """
     todo = [f for f in folds if not f.finished]
     for f in folds:
         if f.finished:
@@ -147,7 +166,17 @@ def train_folds(folds: list[Fold], commands: dict[str, list[str]], jobs: int) ->
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     running: dict[str, tuple[Fold, subprocess.Popen, float]] = {}
     failure = 0
-    bar = tqdm(total=len(todo), desc="folds", unit="fold", file=sys.stderr, dynamic_ncols=True)
+
+    def step(fold: Fold) -> int:  # a resumed fold's heartbeat starts at its checkpoint's step
+        return (read_heartbeat(fold.heartbeat) or (0, 0.0))[0] if not fold.finished else steps or 0
+
+    to_train = list(todo)
+    def stop(signum, frame):  # kill (SIGTERM) stops the folds as Ctrl-C does
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    bar = tqdm(total=steps * len(todo) if steps else None, initial=sum(map(step, todo)), desc="training folds",
+               unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=5)
     try:
         while todo or running:
             while todo and len(running) < jobs and not failure:
@@ -162,8 +191,6 @@ def train_folds(folds: list[Fold], commands: dict[str, list[str]], jobs: int) ->
             if not running:
                 break
             time.sleep(1.0)
-            steps = {v: (read_heartbeat(f.heartbeat) or (0, 0))[0] for v, (f, _, _) in running.items()}
-            bar.set_postfix_str(" ".join(f"{v}@{s}" for v, s in steps.items()))
             for value, (fold, proc, started) in list(running.items()):
                 code = proc.poll()
                 if code is None:
@@ -171,12 +198,12 @@ def train_folds(folds: list[Fold], commands: dict[str, list[str]], jobs: int) ->
                 del running[value]
                 minutes = (time.monotonic() - started) / 60
                 if code == 0 and fold.finished:
-                    bar.update()
                     tqdm.write(f"fold {value}: finished in {minutes:.1f} min", file=sys.stderr)
                 else:
                     tqdm.write(f"fold {value}: training exited {code} after {minutes:.1f} min; see {fold.log}",
                                file=sys.stderr)
                     failure = failure or (code or 1)
+            bar.update(max(0, sum(map(step, to_train)) - bar.n))
     except KeyboardInterrupt:
         failure = EXIT_STOP
     finally:
@@ -185,6 +212,7 @@ def train_folds(folds: list[Fold], commands: dict[str, list[str]], jobs: int) ->
         for fold, proc, _ in running.values():
             proc.wait()
         bar.close()
+        signal.signal(signal.SIGTERM, previous)
     return failure
 
 
@@ -305,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                       [v for v in args.hold_out.split(",") if v] if args.hold_out else None, exclude)
         folds = [Fold(v, out / v) for v in values]
         commands = {f.value: fold_command(f, data, args.field, exclude, args.overrides) for f in folds}
+        steps = recipe_steps(commands[values[0]][2:])  # the first fold's own overrides
         check_spec(out, {"data": str(data), "field": args.field, "exclude": exclude, "split": args.split,
                          "overrides": args.overrides})
     except (LeaveOneOutError, OSError) as e:
@@ -312,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     print(f"{len(folds)} folds, {args.field} held out in turn: {', '.join(values)}; "
           f"recipe: {' '.join(args.overrides) or '(train.yaml defaults)'}")
-    code = train_folds(folds, commands, args.jobs)
+    code = train_folds(folds, commands, args.jobs, steps)
     if code:
         done = sum(f.finished for f in folds)
         print(f"{done} of {len(folds)} folds finished; run the same command to continue "

@@ -1,0 +1,131 @@
+"""scripts/leave_one_out.py on real demo clips: each fold trains without its value and is scored on it, a
+finished run is not trained again, a stopped run resumes, and a changed or wrong command is refused."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from support import DEMO, REPO
+from lipsync.training.evaluate import main as evaluate_main
+from lipsync.training.leave_one_out import main as leave_one_out_main
+
+SMALL = ["experiment=scratch", "model.encoder.hidden=32", "model.head.hidden=32", "data.batch_size=4",
+         "callbacks.progress_bar.refresh_rate=0"]
+RECIPE = [*SMALL, "trainer.val_check_interval=3"]
+COUNTS = {"train": 8, "val": 2, "test": 4}  # clips of each accent per split
+
+
+@pytest.fixture(scope="module")
+def accents(tmp_path_factory):
+    """Demo clips with an ``accent`` field (espeak-ng's en-us voices vs the others), paths pointing at the demo."""
+    out = tmp_path_factory.mktemp("accents")
+    taken: dict[tuple[str, str], int] = {}
+    lines = []
+    for line in (DEMO / "manifest.jsonl").read_text().splitlines():
+        e = json.loads(line)
+        accent = "us" if e["speaker"].startswith("en-us") else "other"
+        if taken.get((e["split"], accent), 0) == COUNTS[e["split"]]:
+            continue
+        taken[(e["split"], accent)] = taken.get((e["split"], accent), 0) + 1
+        lines.append(json.dumps({**e, "accent": accent, **{k: str(DEMO / e[k]) for k in ("audio", "curves", "alignment")}}))
+    (out / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "leave_one_out.py"), *args], capture_output=True,
+                          text=True, cwd=REPO, **kwargs)
+
+
+def test_each_fold_trains_without_its_value_and_is_scored_on_its_test_clips(accents, tmp_path):
+    out = tmp_path / "loo"
+    args = ["--data", str(accents), "--out", str(out), "--field", "accent", "--jobs", "2", "--text", "en-us",
+            *RECIPE, "trainer.max_steps=6"]
+    first = _run(args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    result = json.loads((out / "leave_one_out.json").read_text())
+    assert (out / "leave_one_out.png").stat().st_size > 10_000
+    for mode in ("audio", "text:en-us"):
+        folds, mean = result["tables"][mode]["folds"], result["tables"][mode]["mean"]
+        assert sorted(folds) == ["other", "us"]
+        for value, scores in folds.items():
+            assert scores["clips"] == COUNTS["test"]
+        for key in ("closure_f1", "rounding_f1", "viseme_acc"):
+            assert mean[key] == pytest.approx(np.mean([folds[v][key] for v in folds]))
+        assert result["tables"][mode]["met"]["closure_f1"] is (mean["closure_f1"] >= 0.95)
+    for value in ("other", "us"):
+        config = yaml.safe_load((out / value / "config.yaml").read_text())
+        assert config["data"]["exclude"]["accent"] == [value] and config["trainer"]["max_steps"] == 6
+        left_out = COUNTS["train"] + COUNTS["val"]  # the fold never loads the test split
+        assert f"data.exclude: left out {left_out} clips with accent in ['{value}']" in (out / "logs" / f"{value}.log").read_text()
+        assert json.loads((out / value / "done.json").read_text())["global_step"] == 6
+    # the fold's row is what evaluate.py says of that fold's model on the held-out clips
+    assert evaluate_main(["--model", str(out / "us"), "--data", str(accents), "--split", "test",
+                          "--where", "accent=us", "--plots", "0", "--out", str(tmp_path / "eval")]) == 0
+    alone = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
+    for key, value in alone.items():
+        assert result["tables"]["audio"]["folds"]["us"][key] == pytest.approx(value, nan_ok=True)
+    assert "mean" in first.stdout and "target" in first.stdout and "with the text (en-us)" in first.stdout
+
+    checkpoints = sorted((out / "us" / "checkpoints").iterdir())
+    again = _run(args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "fold us: finished earlier" in again.stdout and "training without it" not in again.stderr
+    assert sorted((out / "us" / "checkpoints").iterdir()) == checkpoints
+    assert json.loads((out / "leave_one_out.json").read_text()) == result
+
+
+def test_a_stopped_run_resumes_its_unfinished_fold(accents, tmp_path):
+    out = tmp_path / "loo"
+    args = ["--data", str(accents), "--out", str(out), "--field", "accent", "--hold-out", "us", *SMALL,
+            "trainer.max_steps=100", "trainer.val_check_interval=100"]
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "leave_one_out.py"), *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    heartbeat, deadline = out / "us" / ".heartbeat", time.monotonic() + 120
+    while not (heartbeat.is_file() and int(heartbeat.read_text().split()[0]) >= 4):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGTERM)  # as a shell's kill does: the driver asks its folds to save and stop
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err[-3000:]
+    assert "0 of 1 folds finished; run the same command to continue" in err
+    assert not (out / "us" / "done.json").exists()
+
+    resumed = _run(args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = (out / "logs" / "us.log").read_text()
+    assert "Resuming from" in log and json.loads((out / "us" / "done.json").read_text())["global_step"] == 100
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["data.root=/elsewhere"], "leave_one_out sets data.root for each fold; use --data"),
+    (["--hold-out", "scottish"], "no clip has accent=scottish; the corpus has other, us"),
+    (["--exclude", "other"], "one value left (us) after --exclude"),
+    (["trainer.max_stepz=3"], "the train.py overrides do not compose"),
+])
+def test_wrong_commands_fail_before_training_saying_what_to_change(accents, tmp_path, capsys, extra, message):
+    args = ["--data", str(accents), "--out", str(tmp_path / "loo"), "--field", "accent", *extra, *RECIPE]
+    assert leave_one_out_main(args) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "loo").exists()
+
+
+def test_another_recipe_in_the_same_folder_is_refused(accents, tmp_path, capsys):
+    out = tmp_path / "loo"
+    (out).mkdir()
+    (out / "leave_one_out_spec.json").write_text(json.dumps({
+        "data": str(accents.resolve()), "field": "accent", "exclude": [], "split": "test",
+        "overrides": [*RECIPE, "trainer.max_steps=6"]}))
+    assert leave_one_out_main(["--data", str(accents), "--out", str(out), "--field", "accent", *RECIPE,
+                               "trainer.max_steps=7"]) == 1
+    err = capsys.readouterr().err
+    assert "holds folds of another command (overrides:" in err and "pass a new --out" in err
+    assert sorted(p.name for p in out.iterdir()) == ["leave_one_out_spec.json"]
