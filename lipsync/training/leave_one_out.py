@@ -25,6 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from tqdm import tqdm
@@ -136,20 +137,29 @@ def check_spec(out: Path, spec: dict) -> None:
         json.dump(spec, f, indent=2)
 
 
-def recipe_steps(overrides: list[str]) -> int | None:
-    """A fold's trainer.max_steps, its config composed as train.py composes it: a bad override fails here, before
-    any fold starts."""
+def compose_fold(overrides: list[str]):
+    """A fold's config, composed as train.py composes it: a bad override fails here, before any fold starts."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
         with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-            cfg = compose("train", overrides=overrides)
+            return compose("train", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as e:
         raise LeaveOneOutError(f"the train.py overrides do not compose: {e}") from e
-    steps = cfg.trainer.get("max_steps")
-    return int(steps) if steps and steps > 0 else None
+
+
+def check_texts(cfg, data: Path, field: str, split: str, values: list[str], voice: str, texts_file: str | None):
+    """--text: the voice, the rig and every held-out clip's text are checked before hours of training."""
+    from lipsync.convert.transcript import check_text_voice
+    from lipsync.rigs import load_rig
+    from lipsync.training.evaluate import clip_texts
+
+    check_text_voice(voice, load_rig(cfg.data.rig))
+    fields, splits = manifest_field(data, field), manifest_field(data, "split")
+    held_out = [SimpleNamespace(id=c) for c, v in fields.items() if v in values and splits.get(c) == split]
+    clip_texts(held_out, str(data), texts_file)
 
 
 def train_folds(folds: list[Fold], commands: dict[str, list[str]], jobs: int, steps: int | None) -> int:
@@ -157,6 +167,7 @@ def train_folds(folds: list[Fold], commands: dict[str, list[str]], jobs: int, st
 
     The bar counts the folds' training steps (each fold's heartbeat), so its rate and ETA cover the whole run.
     """
+    steps = steps if steps and steps > 0 else None  # max_steps -1: epochs decide, so no total
     todo = [f for f in folds if not f.finished]
     for f in folds:
         if f.finished:
@@ -333,22 +344,28 @@ def main(argv: list[str] | None = None) -> int:
                       [v for v in args.hold_out.split(",") if v] if args.hold_out else None, exclude)
         folds = [Fold(v, out / v) for v in values]
         commands = {f.value: fold_command(f, data, args.field, exclude, args.overrides) for f in folds}
-        steps = recipe_steps(commands[values[0]][2:])  # the first fold's own overrides
+        cfg = compose_fold(commands[values[0]][2:])  # the first fold's own overrides
+        if args.text:
+            check_texts(cfg, data, args.field, args.split, values, args.text, args.texts)
         check_spec(out, {"data": str(data), "field": args.field, "exclude": exclude, "split": args.split,
                          "overrides": args.overrides})
-    except (LeaveOneOutError, OSError) as e:
+    except (ValueError, OSError) as e:  # our errors, the rig's, the transcript's and the texts' are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     print(f"{len(folds)} folds, {args.field} held out in turn: {', '.join(values)}; "
           f"recipe: {' '.join(args.overrides) or '(train.yaml defaults)'}")
-    code = train_folds(folds, commands, args.jobs, steps)
+    code = train_folds(folds, commands, args.jobs, steps=cfg.trainer.get("max_steps"))
     if code:
         done = sum(f.finished for f in folds)
         print(f"{done} of {len(folds)} folds finished; run the same command to continue "
               "(finished folds are kept, the others resume from their checkpoints)", file=sys.stderr)
         return code
     tables: dict[str, tuple[dict, dict]] = {}
-    scores = {f.value: score_fold(f, data, args.field, args.split, args.text, args.texts) for f in folds}
+    try:
+        scores = {f.value: score_fold(f, data, args.field, args.split, args.text, args.texts) for f in folds}
+    except (ValueError, OSError) as e:  # a model that does not load, a text too long for its audio
+        print(f"error: scoring the folds: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
     for mode in ["audio"] + ([f"text:{args.text}"] if args.text else []):
         rows = {v: s[mode] for v, s in scores.items()}
         tables[mode] = (rows, mean_row(list(rows.values())))

@@ -110,6 +110,7 @@ def test_a_stopped_run_resumes_its_unfinished_fold(accents, tmp_path):
     (["--hold-out", "scottish"], "no clip has accent=scottish; the corpus has other, us"),
     (["--exclude", "other"], "one value left (us) after --exclude"),
     (["trainer.max_stepz=3"], "the train.py overrides do not compose"),
+    (["--text", "xx-nope"], "xx-nope"),
 ])
 def test_wrong_commands_fail_before_training_saying_what_to_change(accents, tmp_path, capsys, extra, message):
     args = ["--data", str(accents), "--out", str(tmp_path / "loo"), "--field", "accent", *extra, *RECIPE]
