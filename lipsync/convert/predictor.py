@@ -148,6 +148,34 @@ class TorchPredictor:
         return {"path": str(self.path), "kind": "checkpoint", **{k: v for k, v in self.info.items() if _jsonable(v)}}
 
 
+class EnsemblePredictor:
+    """Several models of one rig, frame rate and sample rate run as one: the mean of their curves.
+
+    Models trained apart (another seed, another recipe) err in different places on voices they never heard;
+    where they disagree the mean stays below the event threshold, so fewer false closures pass.
+    """
+
+    def __init__(self, members: list[Predictor]):
+        first = members[0]
+        for other in members[1:]:
+            mismatch = [name for name, a, b in (("channels", first.rig.channels, other.rig.channels),
+                                                ("fps", first.fps, other.fps),
+                                                ("sample_rate", first.sample_rate, other.sample_rate)) if a != b]
+            if mismatch:
+                raise ModelLoadError(f"{other.describe()['path']} differs from {first.describe()['path']} in "
+                                     f"{', '.join(mismatch)}: an ensemble averages models of one rig, fps and rate")
+        self.members = members
+        self.rig, self.fps, self.sample_rate = first.rig, first.fps, first.sample_rate
+
+    def predict(self, wave: np.ndarray) -> Curves:
+        values = np.mean([m.predict(wave).values for m in self.members], axis=0, dtype=np.float32)
+        return Curves(values, self.rig.channels, self.fps)
+
+    def describe(self) -> dict[str, Any]:
+        members = [m.describe() for m in self.members]
+        return {"path": " + ".join(m["path"] for m in members), "kind": "ensemble", "members": members}
+
+
 def _jsonable(value: Any) -> bool:
     try:
         json.dumps(value)
@@ -205,3 +233,9 @@ def load_predictor(path: str | Path, threads: int | None = None) -> Predictor:
     if is_onnx_model(path):
         return OnnxPredictor(onnx_file(path), threads)
     return TorchPredictor(path, threads)
+
+
+def load_predictors(paths: list[str | Path], threads: int | None = None) -> Predictor:
+    """One model, or several averaged as an ``EnsemblePredictor``."""
+    members = [load_predictor(p, threads) for p in paths]
+    return members[0] if len(members) == 1 else EnsemblePredictor(members)

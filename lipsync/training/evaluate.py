@@ -21,7 +21,7 @@ from tqdm import tqdm
 from lipsync.atomic import atomic_write
 from lipsync.data.manifest import manifest_field
 from lipsync.data.validate import load_clips
-from lipsync.convert.predictor import ModelLoadError, Predictor, load_predictor, resolve_model
+from lipsync.convert.predictor import ModelLoadError, Predictor, load_predictors, resolve_model
 from lipsync.convert.transcript import TranscriptError, check_text_voice, level_db, transcript_curves
 from lipsync.model.checkpoint import CheckpointError
 from lipsync.training.metrics import CurveMetrics
@@ -121,8 +121,9 @@ def format_table(scores: dict, per_channel: dict, title: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", "--checkpoint", dest="model", required=True,
-                        help="a .ckpt file, a run dir, an exported .onnx or a shipped model's name (default, ja)")
+    parser.add_argument("--model", "--checkpoint", dest="model", required=True, action="append",
+                        help="a .ckpt file, a run dir, an exported .onnx or a shipped model's name (default, ja); "
+                             "given more than once, the models' mean curves are scored (an ensemble)")
     parser.add_argument("--data", required=True, help="corpus folder with manifest.jsonl")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--out", help="folder for metrics.json and plots (default: print only)")
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          "txt.done.data (default: the manifest's 'text' field)")
     args = parser.parse_args(argv)
     try:
-        model = load_predictor(resolve_model(args.model))
+        model = load_predictors([resolve_model(m) for m in args.model])
         clips = load_clips(args.data, model.rig, model.fps, splits=(args.split,))
         if args.where:
             clips = select_clips(clips, args.data, args.where)

@@ -7,10 +7,13 @@ alone and, with ``--text VOICE``, with each clip's dialogue text. It prints a
 table per held-out value with the mean (the figure issue 8 sets targets for),
 and writes ``DIR/leave_one_out.json`` and ``DIR/leave_one_out.png``.
 
-Stop it at any moment and run the same command again: finished folds are kept
-(their scores are cached in ``DIR/X/scores.json``), an unfinished fold resumes
-from its checkpoints, and a command with another recipe, corpus or field is
-refused rather than mixing two recipes in one table.
+``--seeds 1,2`` trains each fold once per seed (``DIR/X/seed-S/``) and scores
+the runs' mean curves: an ensemble, as ``evaluate.py --model A --model B``.
+
+Stop it at any moment and run the same command again: finished runs are kept
+(each fold's scores are cached in ``DIR/X/scores.json``), an unfinished run
+resumes from its checkpoints, and a command with another recipe, corpus or
+field is refused rather than mixing two recipes in one table.
 """
 from __future__ import annotations
 
@@ -53,9 +56,11 @@ class LeaveOneOutError(ValueError):
 
 
 @dataclass
-class Fold:
-    value: str
+class Run:
+    """One training of a fold: a run dir of train.py, its command, its log and heartbeat."""
+    name: str  # the held-out value, with its seed when a fold has several
     dir: Path
+    command: list[str]
 
     @property
     def finished(self) -> bool:
@@ -65,9 +70,16 @@ class Fold:
     def heartbeat(self) -> Path:
         return self.dir / ".heartbeat"
 
-    @property
-    def log(self) -> Path:
-        return self.dir.parent / "logs" / f"{self.value}.log"
+    def log(self, out: Path) -> Path:
+        return out / "logs" / f"{self.name}.log"
+
+
+@dataclass
+class Fold:
+    """A held-out value: one run (``DIR/X``), or one per seed (``DIR/X/seed-S``) whose mean curves are scored."""
+    value: str
+    dir: Path
+    runs: list[Run]
 
 
 def plan(data: Path, field: str, split: str, hold_out: list[str] | None, exclude: list[str]) -> list[str]:
@@ -97,9 +109,10 @@ def plan(data: Path, field: str, split: str, hold_out: list[str] | None, exclude
     return chosen
 
 
-def check_overrides(overrides: list[str], field: str) -> None:
-    """The driver sets the corpus, the exclusion and the run dir itself; two sources would disagree."""
-    owned = {"data.root": "--data", f"data.exclude.{field}": "--exclude", "run.dir": "--out", "run.name": "--out"}
+def check_overrides(overrides: list[str], field: str, seeds: bool) -> None:
+    """The driver sets the corpus, the exclusion, the run dir (and with --seeds the seed); two sources would disagree."""
+    owned = {"data.root": "--data", f"data.exclude.{field}": "--exclude", "run.dir": "--out", "run.name": "--out",
+             **({"seed": "--seeds"} if seeds else {})}
     for item in overrides:
         key = item.lstrip("+~").split("=", 1)[0]
         if key in owned:
@@ -113,12 +126,17 @@ def hydra_list(values: list[str]) -> str:
     return "[" + ",".join(values) + "]"
 
 
-def fold_command(fold: Fold, data: Path, field: str, exclude: list[str], overrides: list[str]) -> list[str]:
+def make_fold(value: str, out: Path, seeds: list[int], data: Path, field: str, exclude: list[str],
+              overrides: list[str]) -> Fold:
     if not TRAIN_SCRIPT.is_file():
         raise LeaveOneOutError(f"{TRAIN_SCRIPT} is missing: run leave_one_out from a checkout of lipsync")
-    left_out = hydra_list([fold.value, *exclude])
-    return [sys.executable, str(TRAIN_SCRIPT), *overrides, f"data.root={data}",
-            f"++data.exclude.{field}={left_out}", f"run.dir={fold.dir}"]
+    base = [sys.executable, str(TRAIN_SCRIPT), *overrides, f"data.root={data}",
+            f"++data.exclude.{field}={hydra_list([value, *exclude])}"]
+    if not seeds:
+        return Fold(value, out / value, [Run(value, out / value, [*base, f"run.dir={out / value}"])])
+    return Fold(value, out / value, [Run(f"{value}-seed-{seed}", out / value / f"seed-{seed}",
+                                         [*base, f"seed={seed}", f"run.dir={out / value / f'seed-{seed}'}"])
+                                     for seed in seeds])
 
 
 def check_spec(out: Path, spec: dict) -> None:
@@ -162,65 +180,66 @@ def check_texts(cfg, data: Path, field: str, split: str, values: list[str], voic
     clip_texts(held_out, str(data), texts_file)
 
 
-def train_folds(folds: list[Fold], commands: dict[str, list[str]], jobs: int, steps: int | None) -> int:
-    """Train the unfinished folds, ``jobs`` at a time; 0 when all finished, else the first failure's exit code.
+def train_runs(runs: list[Run], out: Path, jobs: int, steps: int | None) -> int:
+    """Train the unfinished runs, ``jobs`` at a time; 0 when all finished, else the first failure's exit code.
 
-    The bar counts the folds' training steps (each fold's heartbeat), so its rate and ETA cover the whole run.
+    The bar counts the runs' training steps (each run's heartbeat), so its rate and ETA cover the whole job.
     """
     steps = steps if steps and steps > 0 else None  # max_steps -1: epochs decide, so no total
-    todo = [f for f in folds if not f.finished]
-    for f in folds:
-        if f.finished:
-            print(f"fold {f.value}: finished earlier ({f.dir})")
+    for run in runs:
+        if run.finished:
+            print(f"{run.name}: finished earlier ({run.dir})")
+    todo = [r for r in runs if not r.finished]
     if not todo:
         return 0
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    running: dict[str, tuple[Fold, subprocess.Popen, float]] = {}
+    running: dict[str, tuple[Run, subprocess.Popen, float]] = {}
     failure = 0
 
-    def step(fold: Fold) -> int:  # a resumed fold's heartbeat starts at its checkpoint's step
-        return (read_heartbeat(fold.heartbeat) or (0, 0.0))[0] if not fold.finished else steps or 0
+    def step(run: Run) -> int:  # a resumed run's heartbeat starts at its checkpoint's step
+        return (read_heartbeat(run.heartbeat) or (0, 0.0))[0] if not run.finished else steps or 0
 
-    to_train = list(todo)
-    def stop(signum, frame):  # kill (SIGTERM) stops the folds as Ctrl-C does
+    def stop(signum, frame):  # kill (SIGTERM) stops the runs as Ctrl-C does
         raise KeyboardInterrupt
 
+    to_train = list(todo)
     previous = signal.signal(signal.SIGTERM, stop)
     bar = tqdm(total=steps * len(todo) if steps else None, initial=sum(map(step, todo)), desc="training folds",
                unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=5)
     try:
         while todo or running:
             while todo and len(running) < jobs and not failure:
-                fold = todo.pop(0)
-                fold.log.parent.mkdir(parents=True, exist_ok=True)
-                env = {**os.environ, HEARTBEAT_ENV: str(fold.heartbeat)}
-                env.setdefault("OMP_NUM_THREADS", threads)  # jobs folds share the cores instead of fighting
-                with open(fold.log, "a") as log:
-                    proc = subprocess.Popen(commands[fold.value], stdout=log, stderr=subprocess.STDOUT, env=env)
-                running[fold.value] = (fold, proc, time.monotonic())
-                tqdm.write(f"fold {fold.value}: training without it (log: {fold.log})", file=sys.stderr)
+                run = todo.pop(0)
+                log_path = run.log(out)
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                env = {**os.environ, HEARTBEAT_ENV: str(run.heartbeat)}
+                env.setdefault("OMP_NUM_THREADS", threads)  # jobs runs share the cores instead of fighting
+                with open(log_path, "a") as log:
+                    proc = subprocess.Popen(run.command, stdout=log, stderr=subprocess.STDOUT, env=env)
+                running[run.name] = (run, proc, time.monotonic())
+                tqdm.write(f"{run.name}: training (log: {log_path})", file=sys.stderr)
             if not running:
                 break
             time.sleep(1.0)
-            for value, (fold, proc, started) in list(running.items()):
+            for name, (run, proc, started) in list(running.items()):
                 code = proc.poll()
                 if code is None:
                     continue
-                del running[value]
+                del running[name]
                 minutes = (time.monotonic() - started) / 60
-                if code == 0 and fold.finished:
-                    tqdm.write(f"fold {value}: finished in {minutes:.1f} min", file=sys.stderr)
+                if code == 0 and run.finished:
+                    tqdm.write(f"{name}: finished in {minutes:.1f} min", file=sys.stderr)
                 else:
-                    tqdm.write(f"fold {value}: training exited {code} after {minutes:.1f} min; see {fold.log}",
+                    tqdm.write(f"{name}: training exited {code} after {minutes:.1f} min; see {run.log(out)}",
                                file=sys.stderr)
                     failure = failure or (code or 1)
             bar.update(max(0, sum(map(step, to_train)) - bar.n))
     except KeyboardInterrupt:
         failure = EXIT_STOP
     finally:
-        for fold, proc, _ in running.values():  # a stop asks each fold to save and exit (75), as train.py does
+        for run, proc, _ in running.values():  # a stop asks each run to save and exit (75), as train.py does
             proc.send_signal(signal.SIGTERM)
-        for fold, proc, _ in running.values():
+        for run, proc, _ in running.values():
             proc.wait()
         bar.close()
         signal.signal(signal.SIGTERM, previous)
@@ -228,8 +247,8 @@ def train_folds(folds: list[Fold], commands: dict[str, list[str]], jobs: int, st
 
 
 def score_fold(fold: Fold, data: Path, field: str, split: str, text: str | None, texts_file: str | None) -> dict:
-    """Metrics of the fold's model on its held-out clips, cached in the fold's scores.json."""
-    from lipsync.convert.predictor import load_predictor
+    """Metrics of the fold's model (the mean curves of its runs) on its held-out clips, cached in its scores.json."""
+    from lipsync.convert.predictor import load_predictors
     from lipsync.convert.transcript import check_text_voice
     from lipsync.data.validate import load_clips
     from lipsync.training.evaluate import clip_texts, evaluate, select_clips
@@ -239,7 +258,7 @@ def score_fold(fold: Fold, data: Path, field: str, split: str, text: str | None,
     modes = ["audio"] + ([f"text:{text}"] if text else [])
     if all(m in cached for m in modes):
         return cached
-    model = load_predictor(fold.dir)
+    model = load_predictors([run.dir for run in fold.runs])
     clips = select_clips(load_clips(data, model.rig, model.fps, splits=(split,)), str(data), f"{field}={fold.value}")
     for mode in modes:
         if mode in cached:
@@ -329,36 +348,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=("val", "test"), help="the split a fold is scored on")
     parser.add_argument("--text", metavar="VOICE", help="also score with each clip's dialogue text (evaluate.py --text)")
     parser.add_argument("--texts", metavar="FILE", help="clip texts for --text (default: the manifest's text field)")
-    parser.add_argument("--jobs", type=int, default=1, help="folds trained at once; the cores are shared among them")
+    parser.add_argument("--seeds", help="comma-separated seeds: each fold trains once per seed and the runs' mean "
+                                        "curves are scored (an ensemble, as evaluate.py --model A --model B)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once; the cores are shared among them")
     parser.add_argument("overrides", nargs="*", help="train.py overrides for every fold")
     args = parser.parse_args(argv)
     data, out = Path(args.data).resolve(), Path(args.out).resolve()
     exclude = [v for v in args.exclude.split(",") if v]
     try:
+        seeds = [int(s) for s in args.seeds.split(",") if s] if args.seeds else []
         if args.jobs < 1:
             raise LeaveOneOutError(f"--jobs {args.jobs}: train at least one fold at a time")
         if not (data / "manifest.jsonl").is_file():
             raise LeaveOneOutError(f"--data {data}: no manifest.jsonl there; pass a corpus folder (data/README.md)")
-        check_overrides(args.overrides, args.field)
+        check_overrides(args.overrides, args.field, bool(seeds))
         values = plan(data, args.field, args.split,
                       [v for v in args.hold_out.split(",") if v] if args.hold_out else None, exclude)
-        folds = [Fold(v, out / v) for v in values]
-        commands = {f.value: fold_command(f, data, args.field, exclude, args.overrides) for f in folds}
-        cfg = compose_fold(commands[values[0]][2:])  # the first fold's own overrides
+        folds = [make_fold(v, out, seeds, data, args.field, exclude, args.overrides) for v in values]
+        runs = [run for fold in folds for run in fold.runs]
+        cfg = compose_fold(runs[0].command[2:])  # the first run's own overrides
         if args.text:
             check_texts(cfg, data, args.field, args.split, values, args.text, args.texts)
         check_spec(out, {"data": str(data), "field": args.field, "exclude": exclude, "split": args.split,
-                         "overrides": args.overrides})
-    except (ValueError, OSError) as e:  # our errors, the rig's, the transcript's and the texts' are ValueErrors
+                         "seeds": seeds, "overrides": args.overrides})
+    except (ValueError, OSError) as e:  # ours, int()'s, the rig's, the transcript's and the texts' are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
-    print(f"{len(folds)} folds, {args.field} held out in turn: {', '.join(values)}; "
-          f"recipe: {' '.join(args.overrides) or '(train.yaml defaults)'}")
-    code = train_folds(folds, commands, args.jobs, steps=cfg.trainer.get("max_steps"))
+    print(f"{len(folds)} folds, {args.field} held out in turn: {', '.join(values)}"
+          + (f"; seeds {', '.join(map(str, seeds))} each" if seeds else "")
+          + f"; recipe: {' '.join(args.overrides) or '(train.yaml defaults)'}")
+    code = train_runs(runs, out, args.jobs, steps=cfg.trainer.get("max_steps"))
     if code:
-        done = sum(f.finished for f in folds)
-        print(f"{done} of {len(folds)} folds finished; run the same command to continue "
-              "(finished folds are kept, the others resume from their checkpoints)", file=sys.stderr)
+        print(f"{sum(r.finished for r in runs)} of {len(runs)} runs finished; run the same command to continue "
+              "(finished runs are kept, the others resume from their checkpoints)", file=sys.stderr)
         return code
     tables: dict[str, tuple[dict, dict]] = {}
     try:
@@ -371,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         tables[mode] = (rows, mean_row(list(rows.values())))
         print()
         print(format_table(f"{mode_title(mode)}, {args.split} clips of the held-out {args.field}:", rows, tables[mode][1]))
-    result = {"data": str(data), "field": args.field, "split": args.split, "exclude": exclude,
+    result = {"data": str(data), "field": args.field, "split": args.split, "exclude": exclude, "seeds": seeds,
               "overrides": args.overrides, "targets": {k: list(v) for k, v in TARGETS.items()},
               "tables": {m: {"folds": rows, "mean": mean, "met": meets(mean)} for m, (rows, mean) in tables.items()}}
     with atomic_write(out / "leave_one_out.json") as f:

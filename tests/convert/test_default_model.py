@@ -15,7 +15,7 @@ import torch
 
 from lipsync.audio import load_audio, num_frames
 from lipsync.convert.cli import main
-from lipsync.convert.predictor import shipped_models
+from lipsync.convert.predictor import ModelLoadError, load_predictor, load_predictors, shipped_models
 from lipsync.curves import Curves
 from lipsync.curves.csv import read_curves_csv
 from lipsync.data.augment import make_noise
@@ -65,6 +65,18 @@ def test_japanese_model_by_name_follows_japanese_speech(tmp_path, capsys):
     truth = JAPANESE.with_suffix(".csv")
     ja, default = _agreement(tmp_path / "ja" / "ja_m001.csv", truth), _agreement(tmp_path / "default" / "ja_m001.csv", truth)
     assert ja > 0.75 and ja > default + 0.1, (ja, default)  # why it ships: the default model never heard Japanese
+
+
+def test_an_ensemble_of_models_runs_their_mean_curves(tiny_onnx_arkit):
+    shipped = shipped_models()
+    wave = load_audio(DEMO / "audio" / "clip00000.flac")
+    alone = [load_predictor(shipped[name]).predict(wave).values for name in ("default", "ja")]
+    both = load_predictors([shipped["default"], shipped["ja"]])
+    np.testing.assert_allclose(both.predict(wave).values, (alone[0] + alone[1]) / 2, atol=1e-6)
+    assert np.abs(alone[0] - alone[1]).max() > 0.1  # two different models, so the mean is neither
+    assert both.describe()["kind"] == "ensemble" and len(both.describe()["members"]) == 2
+    with pytest.raises(ModelLoadError, match="in channels, fps: an ensemble averages models of one rig, fps and rate"):
+        load_predictors([shipped["default"], tiny_onnx_arkit])
 
 
 def test_unknown_model_name_lists_the_shipped_ones(tmp_path, capsys):

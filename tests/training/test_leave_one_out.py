@@ -78,7 +78,7 @@ def test_each_fold_trains_without_its_value_and_is_scored_on_its_test_clips(acce
     checkpoints = sorted((out / "us" / "checkpoints").iterdir())
     again = _run(args)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "fold us: finished earlier" in again.stdout and "training without it" not in again.stderr
+    assert "us: finished earlier" in again.stdout and "training (log" not in again.stderr
     assert sorted((out / "us" / "checkpoints").iterdir()) == checkpoints
     assert json.loads((out / "leave_one_out.json").read_text()) == result
 
@@ -96,7 +96,7 @@ def test_a_stopped_run_resumes_its_unfinished_fold(accents, tmp_path):
     os.kill(proc.pid, signal.SIGTERM)  # as a shell's kill does: the driver asks its folds to save and stop
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 75, err[-3000:]
-    assert "0 of 1 folds finished; run the same command to continue" in err
+    assert "0 of 1 runs finished; run the same command to continue" in err
     assert not (out / "us" / "done.json").exists()
 
     resumed = _run(args)
@@ -105,12 +105,30 @@ def test_a_stopped_run_resumes_its_unfinished_fold(accents, tmp_path):
     assert "Resuming from" in log and json.loads((out / "us" / "done.json").read_text())["global_step"] == 100
 
 
+def test_seeds_train_a_run_each_and_score_their_mean_curves(accents, tmp_path):
+    out = tmp_path / "loo"
+    ran = _run(["--data", str(accents), "--out", str(out), "--field", "accent", "--hold-out", "us", "--seeds", "1,2",
+                *RECIPE, "trainer.max_steps=6"])
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    runs = [out / "us" / "seed-1", out / "us" / "seed-2"]
+    assert [yaml.safe_load((r / "config.yaml").read_text())["seed"] for r in runs] == [1, 2]
+    row = json.loads((out / "leave_one_out.json").read_text())["tables"]["audio"]["folds"]["us"]
+    assert evaluate_main(["--model", str(runs[0]), "--model", str(runs[1]), "--data", str(accents), "--split", "test",
+                          "--where", "accent=us", "--plots", "0", "--out", str(tmp_path / "both")]) == 0
+    assert evaluate_main(["--model", str(runs[0]), "--data", str(accents), "--split", "test",
+                          "--where", "accent=us", "--plots", "0", "--out", str(tmp_path / "one")]) == 0
+    both, one = (json.loads((tmp_path / d / "metrics.json").read_text())["metrics"] for d in ("both", "one"))
+    assert row["mae"] == pytest.approx(both["mae"]) and row["closure_f1"] == pytest.approx(both["closure_f1"], nan_ok=True)
+    assert row["mae"] != pytest.approx(one["mae"])  # the mean of two models is not either model
+
+
 @pytest.mark.parametrize("extra, message", [
     (["data.root=/elsewhere"], "leave_one_out sets data.root for each fold; use --data"),
     (["--hold-out", "scottish"], "no clip has accent=scottish; the corpus has other, us"),
     (["--exclude", "other"], "one value left (us) after --exclude"),
     (["trainer.max_stepz=3"], "the train.py overrides do not compose"),
     (["--text", "xx-nope"], "xx-nope"),
+    (["--seeds", "1,2", "seed=3"], "leave_one_out sets seed for each fold; use --seeds"),
 ])
 def test_wrong_commands_fail_before_training_saying_what_to_change(accents, tmp_path, capsys, extra, message):
     args = ["--data", str(accents), "--out", str(tmp_path / "loo"), "--field", "accent", *extra, *RECIPE]
@@ -124,7 +142,7 @@ def test_another_recipe_in_the_same_folder_is_refused(accents, tmp_path, capsys)
     (out).mkdir()
     (out / "leave_one_out_spec.json").write_text(json.dumps({
         "data": str(accents.resolve()), "field": "accent", "exclude": [], "split": "test",
-        "overrides": [*RECIPE, "trainer.max_steps=6"]}))
+        "seeds": [], "overrides": [*RECIPE, "trainer.max_steps=6"]}))
     assert leave_one_out_main(["--data", str(accents), "--out", str(out), "--field", "accent", *RECIPE,
                                "trainer.max_steps=7"]) == 1
     err = capsys.readouterr().err
