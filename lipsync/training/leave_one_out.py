@@ -254,7 +254,10 @@ def score_fold(fold: Fold, data: Path, field: str, split: str, text: str | None,
     from lipsync.training.evaluate import clip_texts, evaluate, select_clips
 
     path = fold.dir / "scores.json"
+    trained = [read_done(run.dir) for run in fold.runs]  # a run trained again makes its cached scores stale
     cached = json.loads(path.read_text()) if path.is_file() else {}
+    if cached.get("trained") != trained:
+        cached = {"trained": trained}
     modes = ["audio"] + ([f"text:{text}"] if text else [])
     if all(m in cached for m in modes):
         return cached

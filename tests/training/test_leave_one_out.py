@@ -82,6 +82,15 @@ def test_each_fold_trains_without_its_value_and_is_scored_on_its_test_clips(acce
     assert sorted((out / "us" / "checkpoints").iterdir()) == checkpoints
     assert json.loads((out / "leave_one_out.json").read_text()) == result
 
+    # scores cached for a fold trained since (another done.json) are stale: scored again, not reused
+    scores_file = out / "us" / "scores.json"
+    stale = json.loads(scores_file.read_text())
+    assert stale["trained"] == [json.loads((out / "us" / "done.json").read_text())]
+    stale["trained"], stale["audio"]["closure_f1"] = [{"global_step": 3}], -1.0
+    scores_file.write_text(json.dumps(stale))
+    assert _run(args).returncode == 0
+    assert json.loads((out / "leave_one_out.json").read_text()) == result
+
 
 def test_a_stopped_run_resumes_its_unfinished_fold(accents, tmp_path):
     out = tmp_path / "loo"
