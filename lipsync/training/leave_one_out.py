@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -119,23 +118,23 @@ def check_overrides(overrides: list[str], field: str, seeds: bool) -> None:
             raise LeaveOneOutError(f"override {item!r}: leave_one_out sets {key} for each fold; use {owned[key]}")
 
 
-def hydra_list(values: list[str]) -> str:
-    for v in values:
-        if not re.fullmatch(r"[\w.:+-]+", v):
-            raise LeaveOneOutError(f"value {v!r}: only letters, digits and . _ : + - can be passed to a fold")
-    return "[" + ",".join(values) + "]"
+def quoted(value: str | Path) -> str:
+    """A value as a quoted Hydra override string, so spaces, ``=`` and brackets in paths and names pass."""
+    text = str(value)
+    if "'" in text or "\\" in text:
+        raise LeaveOneOutError(f"{text!r}: a quote or backslash cannot be passed to train.py; rename it")
+    return f"'{text}'"
 
 
 def make_fold(value: str, out: Path, seeds: list[int], data: Path, field: str, exclude: list[str],
               overrides: list[str]) -> Fold:
-    if not TRAIN_SCRIPT.is_file():
-        raise LeaveOneOutError(f"{TRAIN_SCRIPT} is missing: run leave_one_out from a checkout of lipsync")
-    base = [sys.executable, str(TRAIN_SCRIPT), *overrides, f"data.root={data}",
-            f"++data.exclude.{field}={hydra_list([value, *exclude])}"]
+    left_out = "[" + ",".join(quoted(v) for v in [value, *exclude]) + "]"
+    base = [sys.executable, str(TRAIN_SCRIPT), *overrides, f"data.root={quoted(data)}",
+            f"++data.exclude.{field}={left_out}"]
     if not seeds:
-        return Fold(value, out / value, [Run(value, out / value, [*base, f"run.dir={out / value}"])])
+        return Fold(value, out / value, [Run(value, out / value, [*base, f"run.dir={quoted(out / value)}"])])
     return Fold(value, out / value, [Run(f"{value}-seed-{seed}", out / value / f"seed-{seed}",
-                                         [*base, f"seed={seed}", f"run.dir={out / value / f'seed-{seed}'}"])
+                                         [*base, f"seed={seed}", f"run.dir={quoted(out / value / f'seed-{seed}')}"])
                                      for seed in seeds])
 
 
@@ -362,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         seeds = [int(s) for s in args.seeds.split(",") if s] if args.seeds else []
         if args.jobs < 1:
             raise LeaveOneOutError(f"--jobs {args.jobs}: train at least one fold at a time")
+        if not TRAIN_SCRIPT.is_file():
+            raise LeaveOneOutError(f"{TRAIN_SCRIPT} is missing: run leave_one_out from a checkout of lipsync")
         if not (data / "manifest.jsonl").is_file():
             raise LeaveOneOutError(f"--data {data}: no manifest.jsonl there; pass a corpus folder (data/README.md)")
         check_overrides(args.overrides, args.field, bool(seeds))
