@@ -148,7 +148,7 @@ def export(model, info: dict, folder: Path, speech: np.ndarray) -> tuple[Path, f
     parity = check_parity(model, data, parity_waves([speech], (0.3, 4.7)))
     path = folder / "model.onnx"
     path.write_bytes(data)
-    write_model_card(build_model_card(model, info, path.name, OPSET, parity, PARITY_TOLERANCE), folder / "model.json")
+    write_model_card(build_model_card(model, [info], path.name, OPSET, parity, PARITY_TOLERANCE), folder / "model.json")
     return path, max(r.max_abs_diff for r in parity)
 
 

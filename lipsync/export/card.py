@@ -66,14 +66,23 @@ def encoder_description(model_config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_model_card(model, info: dict[str, Any], onnx_name: str, opset: int,
+def build_model_card(model, infos: Sequence[dict[str, Any]], onnx_name: str, opset: int,
                      parity: Sequence[ParityResult], tolerance: float) -> dict[str, Any]:
+    """``infos``: the checkpoint info of each model in the graph (several: an ensemble of their mean curves)."""
     import onnx
     import onnxruntime
     import torch
 
-    run, metrics = training_run(info)
-    encoder = encoder_description(info.get("model_config", {}))
+    if len(infos) == 1:
+        run, metrics = training_run(infos[0])
+        encoder = encoder_description(infos[0].get("model_config", {}))
+        model_config = infos[0].get("model_config")  # rebuilds the trainable model (fine-tuning an export)
+    else:  # an ensemble has no single trainable model: its members are listed, each fine-tunable from its run
+        members = [{"architecture": encoder_description(i.get("model_config", {})), "model_config": i.get("model_config"),
+                    **dict(zip(("training_run", "metrics"), training_run(i)))} for i in infos]
+        run, metrics, model_config = {"members": [m["training_run"] for m in members]}, {}, None
+        encoder = {"id": f"mean of {len(members)}: " + " + ".join(m["architecture"]["id"] for m in members),
+                   "class": "MeanOfModels", "members": members}
     return {
         "format": CARD_FORMAT,
         "version": CARD_VERSION,
@@ -84,7 +93,7 @@ def build_model_card(model, info: dict[str, Any], onnx_name: str, opset: int,
         "sample_rate": int(model.sample_rate),
         "encoder": encoder["id"],
         "architecture": encoder,
-        "model_config": info.get("model_config"),  # rebuilds the trainable model (fine-tuning an export)
+        "model_config": model_config,
         "inputs": {INPUT_WAVEFORM: "float32 [batch, samples], 16 kHz mono; equal-length clips per batch",
                    INPUT_LENGTHS: "int64 [batch], samples per clip"},
         "outputs": {OUTPUT_CURVES: "float32 [batch, frames, channels] in [0, 1]; frames = floor(samples * fps / sample_rate + 0.5)"},

@@ -29,6 +29,26 @@ DYNAMIC_AXES = {
 }
 
 
+class MeanOfModels(nn.Module):
+    """Several trained models of one rig, frame rate and sample rate as one graph: the mean of their curves
+    (``lipsync.convert.predictor.EnsemblePredictor`` does the same with models loaded apart)."""
+
+    def __init__(self, members: list[nn.Module], names: list[str]):
+        super().__init__()
+        first = members[0]
+        for model, name in zip(members[1:], names[1:]):
+            mismatch = [key for key in ("channels", "fps", "sample_rate")
+                        if getattr(model, key, None) != getattr(first, key, None)]
+            if mismatch:
+                raise ValueError(f"{name} differs from {names[0]} in {', '.join(mismatch)}: an ensemble averages "
+                                 "models of one rig, fps and sample rate")
+        self.members = nn.ModuleList(members)
+        self.rig, self.channels, self.fps, self.sample_rate = first.rig, first.channels, first.fps, first.sample_rate
+
+    def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(waveform, lengths) for m in self.members]).mean(dim=0)
+
+
 def export_onnx_bytes(model: nn.Module, opset: int = OPSET, example_seconds: float = 2.0) -> bytes:
     """The serialised ONNX model, checked by ``onnx.checker``; the model is put in eval mode."""
     import onnx

@@ -53,6 +53,11 @@ def load_exported(onnx_path: str | Path) -> tuple[LipSyncModel, dict[str, Any]]:
         card = read_model_card(onnx_path)
     except ModelLoadError as e:
         raise CheckpointError(str(e)) from None
+    if card.get("architecture", {}).get("class") == "MeanOfModels":
+        runs = [m["training_run"].get("run_dir") or m["training_run"].get("checkpoint")
+                for m in card["architecture"]["members"]]
+        raise CheckpointError(f"{onnx_path}: an ensemble of {len(runs)} models (their mean curves), not one model "
+                              f"that can be trained; fine-tune one of its members instead: {', '.join(map(str, runs))}")
     if not card.get("model_config"):
         raise CheckpointError(f"{card_path(onnx_path)}: the card has no model_config (exported by an older "
                               "lipsync), so the architecture cannot be rebuilt; export the model again from its "

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from lipsync.audio import load_audio
 from lipsync.convert.cli import main as convert_main
 from lipsync.convert.predictor import load_predictor
 from lipsync.curves.csv import read_curves_csv
@@ -33,9 +34,9 @@ CARD_KEYS = {"rig", "channels", "fps", "sample_rate", "encoder", "training_run",
              "inputs", "outputs", "parity", "format", "version", "model_file"}
 
 
-def write_run(run_dir, model_config) -> None:
+def write_run(run_dir, model_config, seed: int = 0) -> None:
     """A run dir as training leaves it: checkpoints/last.ckpt with lipsync metadata, done.json, git.json, command."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_model(model_config)
     checkpoint = {
         "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
@@ -252,3 +253,31 @@ def test_an_export_without_model_config_says_to_export_again(tmp_path, mel_run):
     out.with_suffix(".json").write_text(json.dumps(card))
     with pytest.raises(CheckpointError, match="no model_config.*export the model again"):
         load_exported(out)
+
+
+def test_several_checkpoints_export_one_graph_of_their_mean_curves(tmp_path, mel_run):
+    from lipsync.model.checkpoint import CheckpointError
+    from lipsync.model.from_onnx import load_exported
+
+    other = tmp_path / "runs" / "r2"
+    write_run(other, MEL_TCN, seed=1)
+    out = tmp_path / "ensemble.onnx"
+    assert main(["--checkpoint", str(mel_run), "--checkpoint", str(other), "--out", str(out)]) == EXIT_OK
+    wave = load_audio(DEMO / "audio" / "clip00000.flac")
+    members = [load_predictor(run).predict(wave).values for run in (mel_run, other)]
+    assert np.abs(members[0] - members[1]).max() > 0.05  # two different models
+    np.testing.assert_allclose(load_predictor(out).predict(wave).values, (members[0] + members[1]) / 2, atol=1e-4)
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["model_config"] is None and card["architecture"]["class"] == "MeanOfModels"
+    assert [m["training_run"]["run_dir"] for m in card["architecture"]["members"]] == [str(mel_run), str(other)]
+    with pytest.raises(CheckpointError, match=f"an ensemble of 2 models.*fine-tune one of its members instead: {mel_run}"):
+        load_exported(out)  # init_from=ensemble.onnx
+
+
+def test_an_ensemble_of_another_frame_rate_is_refused(tmp_path, mel_run, capsys):
+    other = tmp_path / "runs" / "r60"
+    write_run(other, {**MEL_TCN, "fps": 60})
+    out = tmp_path / "ensemble.onnx"
+    assert main(["--checkpoint", str(mel_run), "--checkpoint", str(other), "--out", str(out)]) == EXIT_INPUT
+    assert f"{other} differs from {mel_run} in fps" in capsys.readouterr().err
+    assert not out.exists()
