@@ -148,6 +148,16 @@ class TorchPredictor:
         return {"path": str(self.path), "kind": "checkpoint", **{k: v for k, v in self.info.items() if _jsonable(v)}}
 
 
+def check_ensemble_member(first, other, first_name: str, other_name: str) -> None:
+    """Models (predictors or trained modules) average into one only with the same channels, fps and sample rate."""
+    mismatch = [name for name, a, b in (("channels", first.rig.channels, other.rig.channels),
+                                        ("fps", first.fps, other.fps),
+                                        ("sample_rate", first.sample_rate, other.sample_rate)) if a != b]
+    if mismatch:
+        raise ModelLoadError(f"{other_name} differs from {first_name} in {', '.join(mismatch)}: an ensemble "
+                             "averages models of one rig, fps and sample rate")
+
+
 class EnsemblePredictor:
     """Several models of one rig, frame rate and sample rate run as one: the mean of their curves.
 
@@ -158,12 +168,7 @@ class EnsemblePredictor:
     def __init__(self, members: list[Predictor]):
         first = members[0]
         for other in members[1:]:
-            mismatch = [name for name, a, b in (("channels", first.rig.channels, other.rig.channels),
-                                                ("fps", first.fps, other.fps),
-                                                ("sample_rate", first.sample_rate, other.sample_rate)) if a != b]
-            if mismatch:
-                raise ModelLoadError(f"{other.describe()['path']} differs from {first.describe()['path']} in "
-                                     f"{', '.join(mismatch)}: an ensemble averages models of one rig, fps and rate")
+            check_ensemble_member(first, other, first.describe()["path"], other.describe()["path"])
         self.members = members
         self.rig, self.fps, self.sample_rate = first.rig, first.fps, first.sample_rate
 

@@ -19,7 +19,7 @@ import warnings
 import torch
 from torch import nn
 
-from lipsync.convert.predictor import INPUT_LENGTHS, INPUT_WAVEFORM, OUTPUT_CURVES
+from lipsync.convert.predictor import INPUT_LENGTHS, INPUT_WAVEFORM, OUTPUT_CURVES, check_ensemble_member
 
 OPSET = 17
 DYNAMIC_AXES = {
@@ -37,11 +37,7 @@ class MeanOfModels(nn.Module):
         super().__init__()
         first = members[0]
         for model, name in zip(members[1:], names[1:]):
-            mismatch = [key for key in ("channels", "fps", "sample_rate")
-                        if getattr(model, key, None) != getattr(first, key, None)]
-            if mismatch:
-                raise ValueError(f"{name} differs from {names[0]} in {', '.join(mismatch)}: an ensemble averages "
-                                 "models of one rig, fps and sample rate")
+            check_ensemble_member(first, model, names[0], name)
         self.members = nn.ModuleList(members)
         self.rig, self.channels, self.fps, self.sample_rate = first.rig, first.channels, first.fps, first.sample_rate
 

@@ -75,7 +75,7 @@ def test_an_ensemble_of_models_runs_their_mean_curves(tiny_onnx_arkit):
     np.testing.assert_allclose(both.predict(wave).values, (alone[0] + alone[1]) / 2, atol=1e-6)
     assert np.abs(alone[0] - alone[1]).max() > 0.1  # two different models, so the mean is neither
     assert both.describe()["kind"] == "ensemble" and len(both.describe()["members"]) == 2
-    with pytest.raises(ModelLoadError, match="in channels, fps: an ensemble averages models of one rig, fps and rate"):
+    with pytest.raises(ModelLoadError, match="in channels, fps: an ensemble averages models of one rig, fps and sample rate"):
         load_predictors([shipped["default"], tiny_onnx_arkit])
 
 
