@@ -66,8 +66,8 @@ class Run:
         return read_done(self.dir) is not None
 
     @property
-    def heartbeat(self) -> Path:
-        return self.dir / ".heartbeat"
+    def heartbeat(self) -> Path:  # the file the supervisor also uses, so run.supervise=true runs show progress too
+        return self.dir / "heartbeat"
 
     def log(self, out: Path) -> Path:
         return out / "logs" / f"{self.name}.log"

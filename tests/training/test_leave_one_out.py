@@ -98,7 +98,7 @@ def test_a_stopped_run_resumes_its_unfinished_fold(accents, tmp_path):
             "trainer.max_steps=100", "trainer.val_check_interval=100"]
     proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "leave_one_out.py"), *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    heartbeat, deadline = out / "us" / ".heartbeat", time.monotonic() + 120
+    heartbeat, deadline = out / "us" / "heartbeat", time.monotonic() + 120
     while not (heartbeat.is_file() and int(heartbeat.read_text().split()[0]) >= 4):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.2)
