@@ -73,13 +73,12 @@ def build_model_card(model, infos: Sequence[dict[str, Any]], onnx_name: str, ops
     import onnxruntime
     import torch
 
-    if len(infos) == 1:
-        run, metrics = training_run(infos[0])
-        encoder = encoder_description(infos[0].get("model_config", {}))
-        model_config = infos[0].get("model_config")  # rebuilds the trainable model (fine-tuning an export)
+    members = [{"architecture": encoder_description(i.get("model_config", {})), "model_config": i.get("model_config"),
+                **dict(zip(("training_run", "metrics"), training_run(i)))} for i in infos]
+    if len(members) == 1:  # model_config rebuilds the trainable model (fine-tuning an export)
+        keys = ("architecture", "model_config", "training_run", "metrics")
+        encoder, model_config, run, metrics = (members[0][k] for k in keys)
     else:  # an ensemble has no single trainable model: its members are listed, each fine-tunable from its run
-        members = [{"architecture": encoder_description(i.get("model_config", {})), "model_config": i.get("model_config"),
-                    **dict(zip(("training_run", "metrics"), training_run(i)))} for i in infos]
         run, metrics, model_config = {"members": [m["training_run"] for m in members]}, {}, None
         encoder = {"id": f"mean of {len(members)}: " + " + ".join(m["architecture"]["id"] for m in members),
                    "class": "MeanOfModels", "members": members}

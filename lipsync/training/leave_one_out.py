@@ -248,7 +248,6 @@ def train_runs(runs: list[Run], out: Path, jobs: int, steps: int | None) -> int:
 def score_fold(fold: Fold, data: Path, field: str, split: str, text: str | None, texts_file: str | None) -> dict:
     """Metrics of the fold's model (the mean curves of its runs) on its held-out clips, cached in its scores.json."""
     from lipsync.convert.predictor import load_predictors
-    from lipsync.convert.transcript import check_text_voice
     from lipsync.data.validate import load_clips
     from lipsync.training.evaluate import clip_texts, evaluate, select_clips
 
@@ -257,7 +256,7 @@ def score_fold(fold: Fold, data: Path, field: str, split: str, text: str | None,
     cached = json.loads(path.read_text()) if path.is_file() else {}
     if cached.get("trained") != trained:
         cached = {"trained": trained}
-    modes = ["audio"] + ([f"text:{text}"] if text else [])
+    modes = score_modes(text)
     if all(m in cached for m in modes):
         return cached
     model = load_predictors([run.dir for run in fold.runs])
@@ -265,10 +264,7 @@ def score_fold(fold: Fold, data: Path, field: str, split: str, text: str | None,
     for mode in modes:
         if mode in cached:
             continue
-        texts = None
-        if mode != "audio":
-            check_text_voice(text, model.rig)
-            texts = clip_texts(clips, str(data), texts_file)
+        texts = clip_texts(clips, str(data), texts_file) if mode != "audio" else None  # voice checked in check_texts
         metrics, _, _ = evaluate(model, clips, plot_count=0, texts=texts, voice=text or "en-us")
         cached[mode] = {"clips": len(clips), **metrics.compute()}
     with atomic_write(path) as f:
@@ -283,6 +279,11 @@ def mean_row(rows: list[dict]) -> dict:
         values = [r[key] for r in rows if not math.isnan(r.get(key, math.nan))]
         out[key] = float(np.mean(values)) if values else math.nan
     return out
+
+
+def score_modes(text: str | None) -> list[str]:
+    """What each fold is scored on: audio alone, and with ``--text VOICE`` the text too."""
+    return ["audio"] + ([f"text:{text}"] if text else [])
 
 
 def mode_title(mode: str) -> str:
@@ -392,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:  # a model that does not load, a text too long for its audio
         print(f"error: scoring the folds: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
-    for mode in ["audio"] + ([f"text:{args.text}"] if args.text else []):
+    for mode in score_modes(args.text):
         rows = {v: s[mode] for v, s in scores.items()}
         tables[mode] = (rows, mean_row(list(rows.values())))
         print()
