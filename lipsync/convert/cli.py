@@ -1,4 +1,4 @@
-"""``python scripts/convert.py INPUT... --model M --out DIR [--format csv,json,...]``
+"""``python scripts/convert.py INPUT... [--model M [--model M2 ...]] --out DIR [--format csv,json,...]``
 
 Exit codes: 0 every file converted or already done; 1 bad inputs or options
 (nothing converted; the message says what to fix); 2 command-line usage
@@ -16,7 +16,7 @@ from typing import Sequence
 from lipsync.convert.chunking import OVERLAP_S, WINDOW_S
 from lipsync.convert.inputs import (ConvertInputError, find_audio_files, output_collisions, parse_shard,
                                     select_shard)
-from lipsync.convert.predictor import ModelLoadError, is_onnx_model, load_predictor, resolve_model, shipped_models
+from lipsync.convert.predictor import ModelLoadError, is_onnx_model, load_predictors, resolve_model, shipped_models
 from lipsync.convert.runner import (FAILED, ConvertOptions, FileResult, Progress, run_conversion, summary_table,
                                     threads_per_job)
 from lipsync.convert.transcript import TranscriptError, check_text_voice
@@ -34,9 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 all done, 1 bad inputs/options, 2 usage, 3 some files failed (listed at the end).",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files or folders (searched recursively)")
-    p.add_argument("--model", default=None,
+    p.add_argument("--model", action="append", default=None,
                    help="exported model.onnx (fast start), a checkpoint, a run dir, or a shipped model's name: "
-                        f"{', '.join(shipped_models())} (default: default)")
+                        f"{', '.join(shipped_models())} (default: default); given more than once, the models' "
+                        "mean curves (an ensemble of one rig and frame rate)")
     p.add_argument("--out", required=True, type=Path, help="output folder; mirrors the input tree")
     p.add_argument("--text", metavar="VOICE", default=None,
                    help="time the dialogue text in NAME.txt beside each audio file onto its audio (what is said "
@@ -75,9 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         clashes = output_collisions(files)
         if args.shard:
             files = select_shard(files, *parse_shard(args.shard))
-        args.model = resolve_model(args.model)
-        # With several jobs the workers load the model; here only check it (cheap for ONNX).
-        predictor = load_predictor(args.model, threads_per_job(1 if args.jobs == 1 or is_onnx_model(args.model) else args.jobs))
+        models = [resolve_model(m) for m in args.model or [None]]
+        # With several jobs the workers load the models; here only check them (cheap for ONNX).
+        all_onnx = all(is_onnx_model(m) for m in models)
+        predictor = load_predictors(models, threads_per_job(1 if args.jobs == 1 or all_onnx else args.jobs))
         check_formats_fit_rig(formats, predictor.rig)
         if args.text:
             check_text_voice(args.text, predictor.rig)
@@ -104,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress(result)
     loop_started = time.perf_counter()
     try:
-        results = run_conversion(todo, args.model, opts, jobs=args.jobs,
+        results = run_conversion(todo, models, opts, jobs=args.jobs,
                                  predictor=predictor if args.jobs == 1 else None, on_result=progress)
     finally:
         progress.close()

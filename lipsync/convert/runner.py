@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 from lipsync.audio import SAMPLE_RATE, AudioError, num_frames
 from lipsync.convert.chunking import OVERLAP_S, WINDOW_S, predict_chunked
 from lipsync.convert.inputs import InputFile
-from lipsync.convert.predictor import Predictor, load_predictor
+from lipsync.convert.predictor import Predictor, load_predictors
 from lipsync.convert.stream import AudioStream
 from lipsync.convert.transcript import (LevelMeter, TranscriptError, read_transcript, transcript_curves,
                                        transcript_path)
@@ -179,9 +179,9 @@ def _failed(item: InputFile, message: str, started: float) -> FileResult:
 _worker_predictor: Predictor | None = None
 
 
-def _init_worker(model: str, threads: int) -> None:
+def _init_worker(models: list[str], threads: int) -> None:
     global _worker_predictor
-    _worker_predictor = load_predictor(model, threads)
+    _worker_predictor = load_predictors(models, threads)
 
 
 def _worker_convert(item: InputFile, opts: ConvertOptions) -> FileResult:
@@ -197,19 +197,22 @@ def threads_per_job(jobs: int) -> int:
 
 def run_conversion(
     files: Sequence[InputFile],
-    model: str | Path,
+    models: Sequence[str | Path],
     opts: ConvertOptions,
     jobs: int = 1,
     predictor: Predictor | None = None,
     on_result: Callable[[FileResult], None] | None = None,
 ) -> list[FileResult]:
-    """Convert ``files``; results in the order of ``files``. ``predictor`` is reused when ``jobs == 1``."""
+    """Convert ``files`` with ``models`` (several: their mean); results in the order of ``files``.
+
+    ``predictor`` is reused when ``jobs == 1``.
+    """
     if jobs <= 1:
-        return _run_pipelined(files, predictor or load_predictor(model, threads_per_job(1)), opts, on_result)
+        return _run_pipelined(files, predictor or load_predictors(models, threads_per_job(1)), opts, on_result)
     by_rel: dict[str, FileResult] = {}
     ctx = get_context("spawn")  # no fork of a process that may hold ORT/torch threads
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
-                             initargs=(str(model), threads_per_job(jobs))) as pool:
+                             initargs=([str(m) for m in models], threads_per_job(jobs))) as pool:
         futures = [pool.submit(_worker_convert, item, opts) for item in files]
         for future in as_completed(futures):
             result = future.result()

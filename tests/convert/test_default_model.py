@@ -79,6 +79,25 @@ def test_an_ensemble_of_models_runs_their_mean_curves(tiny_onnx_arkit):
         load_predictors([shipped["default"], tiny_onnx_arkit])
 
 
+def test_convert_runs_an_ensemble_given_model_more_than_once(tmp_path, tiny_onnx_arkit, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(DEMO / "audio" / "clip00000.flac", src / "line.flac")
+    for name in ("default", "ja"):
+        assert main([str(src), "--model", name, "--out", str(tmp_path / name), "--format", "npz", "--no-progress"]) == 0
+    alone = [np.load(tmp_path / name / "line.npz")["values"] for name in ("default", "ja")]
+    for jobs in ("1", "2"):  # the workers load the ensemble too
+        out = tmp_path / f"both{jobs}"
+        assert main([str(src), "--model", "default", "--model", "ja", "--out", str(out), "--format", "npz,json",
+                     "--jobs", jobs, "--no-progress"]) == 0
+        np.testing.assert_allclose(np.load(out / "line.npz")["values"], (alone[0] + alone[1]) / 2, atol=1e-5)
+    capsys.readouterr()
+    out = tmp_path / "mixed"
+    assert main([str(src), "--model", "default", "--model", str(tiny_onnx_arkit), "--out", str(out),
+                 "--no-progress"]) == 1
+    assert "differs from" in capsys.readouterr().err and not out.exists()
+
+
 def test_unknown_model_name_lists_the_shipped_ones(tmp_path, capsys):
     assert main([str(JAPANESE), "--model", "fr", "--out", str(tmp_path / "out"), "--no-progress"]) == 1
     err = capsys.readouterr().err

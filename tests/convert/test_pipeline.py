@@ -64,7 +64,7 @@ def test_pipelined_run_equals_one_file_at_a_time(tmp_path, tiny_onnx, make_speec
     (tmp_path / "piped").mkdir()
     (tmp_path / "piped" / "c07.csv").write_text("keep me")  # csv exists: only npz is written
     seen = []
-    results = run_conversion(files, tiny_onnx, piped, predictor=predictor, on_result=lambda r: seen.append(r.rel))
+    results = run_conversion(files, [tiny_onnx], piped, predictor=predictor, on_result=lambda r: seen.append(r.rel))
     assert [r.rel for r in results] == [str(f.rel) for f in files] == seen
     assert [r.status for r in results] == [r.status for r in expected]
     assert [r.message for r in results] == [r.message for r in expected]
@@ -80,7 +80,7 @@ def test_pipelined_run_equals_one_file_at_a_time(tmp_path, tiny_onnx, make_speec
             else:
                 a, b = np.load(tmp_path / "piped" / name), np.load(tmp_path / "one" / name)
                 np.testing.assert_array_equal(a["values"], b["values"])
-    again = run_conversion(files, tiny_onnx, piped, predictor=predictor)
+    again = run_conversion(files, [tiny_onnx], piped, predictor=predictor)
     assert {r.status for r in again} == {SKIPPED, FAILED}
 
 
