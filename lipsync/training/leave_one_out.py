@@ -9,6 +9,9 @@ and writes ``DIR/leave_one_out.json`` and ``DIR/leave_one_out.png``.
 
 ``--seeds 1,2`` trains each fold once per seed (``DIR/X/seed-S/``) and scores
 the runs' mean curves: an ensemble, as ``evaluate.py --model A --model B``.
+``--member "seed=0 model.encoder.cmn_window_s=null"`` adds a member trained with
+those overrides on top of the recipe's (``DIR/X/seed-0_model.encoder.cmn_window_s-null/``),
+so an ensemble may mix recipes.
 
 Stop it at any moment and run the same command again: finished runs are kept
 (each fold's scores are cached in ``DIR/X/scores.json``), an unfinished run
@@ -21,6 +24,8 @@ import argparse
 import json
 import math
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -57,7 +62,7 @@ class LeaveOneOutError(ValueError):
 @dataclass
 class Run:
     """One training of a fold: a run dir of train.py, its command, its log and heartbeat."""
-    name: str  # the held-out value, with its seed when a fold has several
+    name: str  # the held-out value, with its member's name when a fold has several
     dir: Path
     command: list[str]
 
@@ -75,7 +80,7 @@ class Run:
 
 @dataclass
 class Fold:
-    """A held-out value: one run (``DIR/X``), or one per seed (``DIR/X/seed-S``) whose mean curves are scored."""
+    """A held-out value: one run (``DIR/X``), or one per member (``DIR/X/MEMBER``) whose mean curves are scored."""
     value: str
     dir: Path
     runs: list[Run]
@@ -108,14 +113,42 @@ def plan(data: Path, field: str, split: str, hold_out: list[str] | None, exclude
     return chosen
 
 
-def check_overrides(overrides: list[str], field: str, seeds: bool) -> None:
-    """The driver sets the corpus, the exclusion, the run dir (and with --seeds the seed); two sources would disagree."""
-    owned = {"data.root": "--data", f"data.exclude.{field}": "--exclude", "run.dir": "--out", "run.name": "--out",
-             **({"seed": "--seeds"} if seeds else {})}
-    for item in overrides:
-        key = item.lstrip("+~").split("=", 1)[0]
+def override_key(item: str) -> str:
+    return item.lstrip("+~").split("=", 1)[0]
+
+
+def member_name(overrides: list[str]) -> str:
+    """A member's folder name from its overrides: ``seed=1`` -> ``seed-1``."""
+    return re.sub(r"[^\w.+-]+", "_", "_".join(overrides).replace("=", "-")).strip("_")
+
+
+def parse_members(seeds: str | None, members: list[str]) -> list[list[str]]:
+    """``--seeds 1,2`` and each ``--member "OVERRIDES"``: the override list of each member of a fold's ensemble."""
+    out = [[f"seed={int(s)}"] for s in (seeds or "").split(",") if s] + [shlex.split(m) for m in members]
+    names = [member_name(m) for m in out]
+    for i, (member, name) in enumerate(zip(out, names)):
+        if not name:
+            raise LeaveOneOutError("--member '': give each member its train.py overrides, e.g. --member seed=3")
+        if name in names[:i]:
+            raise LeaveOneOutError(f"--seeds/--member {' '.join(member)!r} is given twice; each member must differ")
+    return out
+
+
+def check_overrides(overrides: list[str], field: str, members: list[list[str]]) -> None:
+    """The driver sets the corpus, the exclusion and the run dir; two sources would disagree.
+
+    A member's override replaces the recipe's for its key, so a recipe override every member replaces
+    (``seed=3`` with ``--seeds 1,2``) would reach no run: refused too.
+    """
+    owned = {"data.root": "--data", f"data.exclude.{field}": "--exclude", "run.dir": "--out", "run.name": "--out"}
+    for item in [*overrides, *(item for member in members for item in member)]:
+        key = override_key(item)
         if key in owned:
             raise LeaveOneOutError(f"override {item!r}: leave_one_out sets {key} for each fold; use {owned[key]}")
+    for item in overrides:
+        if members and all(override_key(item) in map(override_key, member) for member in members):
+            raise LeaveOneOutError(f"override {item!r}: every --seeds/--member sets {override_key(item)}, "
+                                   "so it would reach no run; leave it out")
 
 
 def quoted(value: str | Path) -> str:
@@ -126,16 +159,20 @@ def quoted(value: str | Path) -> str:
     return f"'{text}'"
 
 
-def make_fold(value: str, out: Path, seeds: list[int], data: Path, field: str, exclude: list[str],
+def make_fold(value: str, out: Path, members: list[list[str]], data: Path, field: str, exclude: list[str],
               overrides: list[str]) -> Fold:
     left_out = "[" + ",".join(quoted(v) for v in [value, *exclude]) + "]"
     base = [sys.executable, str(TRAIN_SCRIPT), *overrides, f"data.root={quoted(data)}",
             f"++data.exclude.{field}={left_out}"]
-    if not seeds:
+    if not members:
         return Fold(value, out / value, [Run(value, out / value, [*base, f"run.dir={quoted(out / value)}"])])
-    return Fold(value, out / value, [Run(f"{value}-seed-{seed}", out / value / f"seed-{seed}",
-                                         [*base, f"seed={seed}", f"run.dir={quoted(out / value / f'seed-{seed}')}"])
-                                     for seed in seeds])
+    runs = []
+    for member in members:  # the member's overrides replace the recipe's for the same keys
+        keys = set(map(override_key, member))
+        recipe = [item for item in base[2:] if override_key(item) not in keys]
+        runs.append(Run(f"{value}-{member_name(member)}", out / value / member_name(member),
+                        [*base[:2], *recipe, *member, f"run.dir={quoted(out / value / member_name(member))}"]))
+    return Fold(value, out / value, runs)
 
 
 def check_spec(out: Path, spec: dict) -> None:
@@ -353,34 +390,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--texts", metavar="FILE", help="clip texts for --text (default: the manifest's text field)")
     parser.add_argument("--seeds", help="comma-separated seeds: each fold trains once per seed and the runs' mean "
                                         "curves are scored (an ensemble, as evaluate.py --model A --model B)")
+    parser.add_argument("--member", action="append", default=[], metavar="OVERRIDES",
+                        help="one more member of each fold's ensemble, trained with these train.py overrides on top "
+                             "of the recipe's, e.g. --member \"seed=0 model.encoder.cmn_window_s=null\"")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once; the cores are shared among them")
     parser.add_argument("overrides", nargs="*", help="train.py overrides for every fold")
     args = parser.parse_args(argv)
     data, out = Path(args.data).resolve(), Path(args.out).resolve()
     exclude = [v for v in args.exclude.split(",") if v]
     try:
-        seeds = [int(s) for s in args.seeds.split(",") if s] if args.seeds else []
+        members = parse_members(args.seeds, args.member)
         if args.jobs < 1:
             raise LeaveOneOutError(f"--jobs {args.jobs}: train at least one fold at a time")
         if not TRAIN_SCRIPT.is_file():
             raise LeaveOneOutError(f"{TRAIN_SCRIPT} is missing: run leave_one_out from a checkout of lipsync")
         if not (data / "manifest.jsonl").is_file():
             raise LeaveOneOutError(f"--data {data}: no manifest.jsonl there; pass a corpus folder (data/README.md)")
-        check_overrides(args.overrides, args.field, bool(seeds))
+        check_overrides(args.overrides, args.field, members)
         values = plan(data, args.field, args.split,
                       [v for v in args.hold_out.split(",") if v] if args.hold_out else None, exclude)
-        folds = [make_fold(v, out, seeds, data, args.field, exclude, args.overrides) for v in values]
+        folds = [make_fold(v, out, members, data, args.field, exclude, args.overrides) for v in values]
         runs = [run for fold in folds for run in fold.runs]
-        cfg = compose_fold(runs[0].command[2:])  # the first run's own overrides
+        cfg = [compose_fold(run.command[2:]) for run in folds[0].runs][0]  # every member's overrides must compose
         if args.text:
             check_texts(cfg, data, args.field, args.split, values, args.text, args.texts)
-        check_spec(out, {"data": str(data), "field": args.field, "exclude": exclude, "split": args.split,
-                         "seeds": seeds, "overrides": args.overrides})
+        seeds = [int(s) for s in args.seeds.split(",") if s] if args.seeds else []
+        spec = {"data": str(data), "field": args.field, "exclude": exclude, "split": args.split,
+                "seeds": seeds, "overrides": args.overrides}
+        check_spec(out, {**spec, "members": args.member} if args.member else spec)  # folders of older versions match
     except (ValueError, OSError) as e:  # ours, int()'s, the rig's, the transcript's and the texts' are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     print(f"{len(folds)} folds, {args.field} held out in turn: {', '.join(values)}"
-          + (f"; seeds {', '.join(map(str, seeds))} each" if seeds else "")
+          + (f"; ensembles of {', '.join(map(member_name, members))}" if members else "")
           + f"; recipe: {' '.join(args.overrides) or '(train.yaml defaults)'}")
     code = train_runs(runs, out, args.jobs, steps=cfg.trainer.get("max_steps"))
     if code:
@@ -398,8 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         tables[mode] = (rows, mean_row(list(rows.values())))
         print()
         print(format_table(f"{mode_title(mode)}, {args.split} clips of the held-out {args.field}:", rows, tables[mode][1]))
-    result = {"data": str(data), "field": args.field, "split": args.split, "exclude": exclude, "seeds": seeds,
-              "overrides": args.overrides, "targets": {k: list(v) for k, v in TARGETS.items()},
+    result = {"data": str(data), "field": args.field, "split": args.split, "exclude": exclude,
+              "members": members, "overrides": args.overrides, "targets": {k: list(v) for k, v in TARGETS.items()},
               "tables": {m: {"folds": rows, "mean": mean, "met": meets(mean)} for m, (rows, mean) in tables.items()}}
     with atomic_write(out / "leave_one_out.json") as f:
         json.dump(result, f, indent=2)

@@ -114,13 +114,15 @@ def test_a_stopped_run_resumes_its_unfinished_fold(accents, tmp_path):
     assert "Resuming from" in log and json.loads((out / "us" / "done.json").read_text())["global_step"] == 100
 
 
-def test_seeds_train_a_run_each_and_score_their_mean_curves(accents, tmp_path):
+def test_seeds_and_members_train_a_run_each_and_score_their_mean_curves(accents, tmp_path):
     out = tmp_path / "loo"
-    ran = _run(["--data", str(accents), "--out", str(out), "--field", "accent", "--hold-out", "us", "--seeds", "1,2",
-                *RECIPE, "trainer.max_steps=6"])
+    ran = _run(["--data", str(accents), "--out", str(out), "--field", "accent", "--hold-out", "us", "--seeds", "1",
+                "--member", "seed=2 model.head.hidden=16", *RECIPE, "trainer.max_steps=6"])
     assert ran.returncode == 0, ran.stderr[-3000:]
-    runs = [out / "us" / "seed-1", out / "us" / "seed-2"]
-    assert [yaml.safe_load((r / "config.yaml").read_text())["seed"] for r in runs] == [1, 2]
+    runs = [out / "us" / "seed-1", out / "us" / "seed-2_model.head.hidden-16"]
+    configs = [yaml.safe_load((r / "config.yaml").read_text()) for r in runs]
+    assert [c["seed"] for c in configs] == [1, 2]
+    assert [c["model"]["head"]["hidden"] for c in configs] == [32, 16]  # the member's override replaces the recipe's
     row = json.loads((out / "leave_one_out.json").read_text())["tables"]["audio"]["folds"]["us"]
     assert evaluate_main(["--model", str(runs[0]), "--model", str(runs[1]), "--data", str(accents), "--split", "test",
                           "--where", "accent=us", "--plots", "0", "--out", str(tmp_path / "both")]) == 0
@@ -137,7 +139,10 @@ def test_seeds_train_a_run_each_and_score_their_mean_curves(accents, tmp_path):
     (["--exclude", "other"], "one value left (us) after --exclude"),
     (["trainer.max_stepz=3"], "the train.py overrides do not compose"),
     (["--text", "xx-nope"], "xx-nope"),
-    (["--seeds", "1,2", "seed=3"], "leave_one_out sets seed for each fold; use --seeds"),
+    (["--seeds", "1,2", "seed=3"], "every --seeds/--member sets seed, so it would reach no run"),
+    (["--seeds", "1", "--member", "seed=1"], "'seed=1' is given twice"),
+    (["--member", "seed=1 run.dir=/x"], "leave_one_out sets run.dir for each fold"),
+    (["--member", "seed=1 model.head.hiden=3"], "the train.py overrides do not compose"),
 ])
 def test_wrong_commands_fail_before_training_saying_what_to_change(accents, tmp_path, capsys, extra, message):
     args = ["--data", str(accents), "--out", str(tmp_path / "loo"), "--field", "accent", *extra, *RECIPE]
