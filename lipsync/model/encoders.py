@@ -165,6 +165,12 @@ class LogMelEncoder(_Encoder):
     It looks half a window either side, well inside the overlap of chunked
     conversion.
 
+    ``freq_conv``: channels of 2-D convolutions over (mel bin, time), each
+    followed by max-pooling 2 mel bins into one, before the 1-D convolutions.
+    A longer or shorter vocal tract moves every formant by about the same
+    number of mel bins; these filters see a pattern wherever it lies on the
+    mel axis, where a 1-D convolution over time learns each bin apart.
+
     spec_augment (training only; eval and export never see it): per clip, a
     random spectral tilt and smooth EQ curve (``tilt_db``, ``eq_db``: the most
     dB added at either end of the mel axis) and ``freq_masks`` bands of up to
@@ -182,6 +188,7 @@ class LogMelEncoder(_Encoder):
         level: bool = False,
         lifter: int | None = None,
         cmn_window_s: float | None = None,
+        freq_conv: list[int] | None = None,
     ):
         super().__init__()
         if cmn_window_s is not None and not 0 < cmn_window_s <= 3.0:
@@ -209,7 +216,15 @@ class LogMelEncoder(_Encoder):
             dct[0] /= 2**0.5
             self.register_buffer("smooth", (dct.T @ dct).float(), persistent=False)  # [n_mels, n_mels]
         self.norm = nn.LayerNorm(n_mels)
-        self.conv1 = nn.Conv1d(n_mels + int(level), hidden, kernel_size=3, padding=1)
+        self.freq_conv = nn.ModuleList()
+        bins, channels = n_mels, 1
+        for out_channels in freq_conv or []:
+            if bins < 2:
+                raise ValueError(f"model.encoder.freq_conv={list(freq_conv)}: {n_mels} mel bins halve to 1 "
+                                 "before the last layer; use fewer layers")
+            self.freq_conv.append(nn.Conv2d(channels, out_channels, kernel_size=(5, 3), padding=(2, 1)))
+            bins, channels = bins // 2, out_channels
+        self.conv1 = nn.Conv1d(bins * channels + int(level), hidden, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(hidden, hidden, kernel_size=3, stride=2, padding=1)
         self.out_norm = nn.LayerNorm(hidden)
         self.output_dim = hidden
@@ -217,8 +232,19 @@ class LogMelEncoder(_Encoder):
         self.frame_rate, self.frame_offset = sample_rate / (2 * self.hop), 0.0
 
     def encode(self, waveform: torch.Tensor) -> torch.Tensor:
-        x = F.gelu(self.conv1(self.features(waveform)))
+        x = self.features(waveform)
+        if len(self.freq_conv):
+            x = self.frequency_patterns(x)
+        x = F.gelu(self.conv1(x))
         return self.out_norm(F.gelu(self.conv2(x)).transpose(1, 2))
+
+    def frequency_patterns(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, n_mels (+1 level), T100] -> [B, channels x pooled bins (+1), T100]: the 2-D convolutions."""
+        n_mels = self.norm.normalized_shape[0]
+        y = x[:, :n_mels].unsqueeze(1)  # [B, 1, n_mels, T100]
+        for conv in self.freq_conv:
+            y = F.max_pool2d(F.gelu(conv(y)), kernel_size=(2, 1))
+        return torch.cat([y.flatten(1, 2), x[:, n_mels:]], dim=1)
 
     def features(self, waveform: torch.Tensor) -> torch.Tensor:
         """The convolutions' input [B, n_mels (+1 with level), T100]."""

@@ -41,7 +41,7 @@ EXIT_OK, EXIT_USER_ERROR, EXIT_STOP = 0, 1, 75
 # Config that decides the model and the data seen: a resume with other values is refused (run.allow_config_change).
 UNWATCHED_DATA_KEYS = ("num_workers", "eval_batch_size", "skip_bad_clips")
 # Options added after runs existed: watched only when set, so those runs keep their config hash.
-WATCHED_WHEN_SET = (("data", "balance_by"), ("model", "encoder", "cmn_window_s"))
+WATCHED_WHEN_SET = (("data", "balance_by"), ("model", "encoder", "cmn_window_s"), ("model", "encoder", "freq_conv"))
 
 
 def train(cfg: DictConfig) -> int:

@@ -158,6 +158,7 @@ def test_bad_inputs_exit_1(tmp_path, mel_run, capsys):
 MEL_GRU = {**MEL_TCN, "encoder": {**MEL_TCN["encoder"], "level": True, "cmn_window_s": 1.5},  # the shipped kind, + cmn
            "head": {"_target_": "lipsync.model.heads.GRUHead", "hidden": 24, "layers": 2,
                     "bidirectional": True, "dropout": 0.0}}
+MEL_GRU_FREQ = {**MEL_GRU, "encoder": {**MEL_GRU["encoder"], "freq_conv": [4, 4]}}
 MEL_TRANSFORMER = {**MEL_TCN, "head": {"_target_": "lipsync.model.heads.TransformerHead", "hidden": 16, "layers": 2,
                                        "heads": 2, "dropout": 0.0}}
 
@@ -170,7 +171,8 @@ def _export_run(tmp_path, model_config):
     return out
 
 
-@pytest.mark.parametrize("config", [MEL_TCN, MEL_GRU, MEL_TRANSFORMER], ids=["mel_tcn", "mel_gru2", "mel_transformer"])
+@pytest.mark.parametrize("config", [MEL_TCN, MEL_GRU, MEL_GRU_FREQ, MEL_TRANSFORMER],
+                         ids=["mel_tcn", "mel_gru2", "mel_gru2_freq_conv", "mel_transformer"])
 def test_an_export_rebuilds_the_trainable_model_with_its_weights(tmp_path, config):
     """Fine-tuning an export: every parameter read back from the graph equals the checkpoint's."""
     from lipsync.model.checkpoint import load_model

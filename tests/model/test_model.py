@@ -153,6 +153,26 @@ def test_lifter_keeps_the_envelope_and_drops_the_excitation():
         LogMelEncoder(hidden=16, lifter=0)
 
 
+def test_freq_conv_sees_a_formant_pattern_wherever_it_lies_on_the_mel_axis():
+    """freq_conv: a pattern moved up the mel axis by 4 bins (what a shorter vocal tract does to every formant) comes
+    out of two conv + pool layers as the same features moved by one pooled bin, not as other features."""
+    torch.manual_seed(0)
+    encoder = LogMelEncoder(hidden=16, freq_conv=[4, 6]).eval()
+    t = torch.arange(50, dtype=torch.float32)
+    bump = torch.zeros(80, 50)
+    bump[28:40] = torch.hann_window(14, periodic=False)[1:-1, None] * torch.sin(t / 3)  # a moving two-formant shape
+    low, high = bump.unsqueeze(0), torch.roll(bump, 4, dims=0).unsqueeze(0)
+    with torch.no_grad():
+        a, b = (encoder.frequency_patterns(x).reshape(6, 20, 50) for x in (low, high))
+    # away from the axis' two ends, where the second layer's zero padding meets the first layer's bias
+    torch.testing.assert_close(b[:, 2:-1], a[:, 1:-2], atol=1e-6, rtol=0)
+    assert float((b - a).abs().max()) > 0.01  # moved, not unchanged
+    assert encoder.conv1.in_channels == 6 * 20
+    assert LogMelEncoder(hidden=16, level=True, freq_conv=[4]).conv1.in_channels == 4 * 40 + 1
+    with pytest.raises(ValueError, match="freq_conv=.*halve to 1"):
+        LogMelEncoder(hidden=16, n_mels=8, freq_conv=[2, 2, 2, 2])
+
+
 def test_cmn_subtracts_a_local_mean_so_chunks_match_the_whole_clip():
     """cmn_window_s: each bin's speech-weighted mean over the window is taken out of the normalised features, so a
     sound that stays the same over the window reads as zero (a voice's or a microphone's fixed colour is part of

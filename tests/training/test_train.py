@@ -156,16 +156,17 @@ def test_balance_by_repeats_smaller_groups(mini_corpus, tmp_path, capsys):
 
 
 def test_options_added_later_are_watched_only_when_on():
-    """Off, data.balance_by and model.encoder.cmn_window_s stay out of the watched config: a run started before
-    they existed resumes after an upgrade with the same config hash."""
+    """Off, data.balance_by, model.encoder.cmn_window_s and model.encoder.freq_conv stay out of the watched config:
+    a run started before they existed resumes after an upgrade with the same config hash."""
     from lipsync.training.train import watched_config
 
     cfg = compose_train(["experiment=scratch"])
     assert "balance_by" not in watched_config(cfg)["data"]
-    assert "cmn_window_s" not in watched_config(cfg)["model"]["encoder"]
-    cfg.data.balance_by, cfg.model.encoder.cmn_window_s = "engine", 1.5
+    assert not {"cmn_window_s", "freq_conv"} & set(watched_config(cfg)["model"]["encoder"])
+    cfg.data.balance_by, cfg.model.encoder.cmn_window_s, cfg.model.encoder.freq_conv = "engine", 1.5, [8, 16]
     assert watched_config(cfg)["data"]["balance_by"] == "engine"
     assert watched_config(cfg)["model"]["encoder"]["cmn_window_s"] == 1.5
+    assert watched_config(cfg)["model"]["encoder"]["freq_conv"] == [8, 16]
 
 
 def test_balance_by_corpus_weighs_a_few_takes_up_against_a_large_corpus(mini_corpus, tmp_path, capsys):
