@@ -122,9 +122,16 @@ def member_name(overrides: list[str]) -> str:
     return re.sub(r"[^\w.+-]+", "_", "_".join(overrides).replace("=", "-")).strip("_")
 
 
-def parse_members(seeds: str | None, members: list[str]) -> list[list[str]]:
+def parse_seeds(seeds: str | None) -> list[int]:
+    try:
+        return [int(s) for s in (seeds or "").split(",") if s]
+    except ValueError:
+        raise LeaveOneOutError(f"--seeds {seeds}: give whole numbers separated by commas, e.g. --seeds 1,2") from None
+
+
+def parse_members(seeds: list[int], members: list[str]) -> list[list[str]]:
     """``--seeds 1,2`` and each ``--member "OVERRIDES"``: the override list of each member of a fold's ensemble."""
-    out = [[f"seed={int(s)}"] for s in (seeds or "").split(",") if s] + [shlex.split(m) for m in members]
+    out = [[f"seed={s}"] for s in seeds] + [shlex.split(m) for m in members]
     names = [member_name(m) for m in out]
     for i, (member, name) in enumerate(zip(out, names)):
         if not name:
@@ -399,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     data, out = Path(args.data).resolve(), Path(args.out).resolve()
     exclude = [v for v in args.exclude.split(",") if v]
     try:
-        members = parse_members(args.seeds, args.member)
+        seeds = parse_seeds(args.seeds)
+        members = parse_members(seeds, args.member)
         if args.jobs < 1:
             raise LeaveOneOutError(f"--jobs {args.jobs}: train at least one fold at a time")
         if not TRAIN_SCRIPT.is_file():
@@ -411,10 +419,9 @@ def main(argv: list[str] | None = None) -> int:
                       [v for v in args.hold_out.split(",") if v] if args.hold_out else None, exclude)
         folds = [make_fold(v, out, members, data, args.field, exclude, args.overrides) for v in values]
         runs = [run for fold in folds for run in fold.runs]
-        cfg = [compose_fold(run.command[2:]) for run in folds[0].runs][0]  # every member's overrides must compose
+        cfg, *_ = [compose_fold(run.command[2:]) for run in folds[0].runs]  # every member's overrides must compose
         if args.text:
             check_texts(cfg, data, args.field, args.split, values, args.text, args.texts)
-        seeds = [int(s) for s in args.seeds.split(",") if s] if args.seeds else []
         spec = {"data": str(data), "field": args.field, "exclude": exclude, "split": args.split,
                 "seeds": seeds, "overrides": args.overrides}
         check_spec(out, {**spec, "members": args.member} if args.member else spec)  # folders of older versions match

@@ -141,6 +141,7 @@ def test_seeds_and_members_train_a_run_each_and_score_their_mean_curves(accents,
     (["--text", "xx-nope"], "xx-nope"),
     (["--seeds", "1,2", "seed=3"], "every --seeds/--member sets seed, so it would reach no run"),
     (["--seeds", "1", "--member", "seed=1"], "'seed=1' is given twice"),
+    (["--seeds", "1,two"], "--seeds 1,two: give whole numbers separated by commas"),
     (["--member", "seed=1 run.dir=/x"], "leave_one_out sets run.dir for each fold"),
     (["--member", "seed=1 model.head.hiden=3"], "the train.py overrides do not compose"),
 ])
