@@ -183,16 +183,23 @@ def make_fold(value: str, out: Path, members: list[list[str]], data: Path, field
 
 
 def check_spec(out: Path, spec: dict) -> None:
-    """The first start records the recipe; a later start with another one is refused."""
+    """The first start records the recipe; a later start with another one is refused.
+
+    More members (``--seeds``, ``--member``) beside those an ensemble already has are welcome: the runs trained
+    are kept, the new ones trained, and each fold's ensemble scored again.
+    """
     path = out / SPEC
     if path.is_file():
-        before = json.loads(path.read_text())
+        before = {"members": [], **json.loads(path.read_text())}  # folders of older versions have no members
         changed = [k for k in spec if before.get(k) != spec[k]]
-        if changed:
+        grows = (before["seeds"] or before["members"]) and set(changed) <= {"seeds", "members"} and all(
+            set(map(str, before[k])) <= set(map(str, spec[k])) for k in ("seeds", "members"))
+        if changed and not grows:
             lines = "; ".join(f"{k}: was {before.get(k)!r}, now {spec[k]!r}" for k in changed)
             raise LeaveOneOutError(f"{out} holds folds of another command ({lines}). Run the same command to "
-                                   "continue it, or pass a new --out")
-        return
+                                   "continue it (more --seeds/--member may be added), or pass a new --out")
+        if not changed:
+            return
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as f:
         json.dump(spec, f, indent=2)
@@ -422,9 +429,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg, *_ = [compose_fold(run.command[2:]) for run in folds[0].runs]  # every member's overrides must compose
         if args.text:
             check_texts(cfg, data, args.field, args.split, values, args.text, args.texts)
-        spec = {"data": str(data), "field": args.field, "exclude": exclude, "split": args.split,
-                "seeds": seeds, "overrides": args.overrides}
-        check_spec(out, {**spec, "members": args.member} if args.member else spec)  # folders of older versions match
+        check_spec(out, {"data": str(data), "field": args.field, "exclude": exclude, "split": args.split,
+                         "seeds": seeds, "members": args.member, "overrides": args.overrides})
     except (ValueError, OSError) as e:  # ours, int()'s, the rig's, the transcript's and the texts' are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR

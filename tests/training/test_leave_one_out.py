@@ -132,6 +132,17 @@ def test_seeds_and_members_train_a_run_each_and_score_their_mean_curves(accents,
     assert row["mae"] == pytest.approx(both["mae"]) and row["closure_f1"] == pytest.approx(both["closure_f1"], nan_ok=True)
     assert row["mae"] != pytest.approx(one["mae"])  # the mean of two models is not either model
 
+    done = [(r / "done.json").read_text() for r in runs]
+    common = ["--data", str(accents), "--out", str(out), "--field", "accent", "--hold-out", "us", *RECIPE,
+              "trainer.max_steps=6"]
+    grown = _run([*common, "--seeds", "1,3", "--member", "seed=2 model.head.hidden=16"])  # one more member
+    assert grown.returncode == 0, grown.stderr[-3000:]
+    assert [(r / "done.json").read_text() for r in runs] == done  # the runs trained before are kept
+    assert len(json.loads((out / "us" / "scores.json").read_text())["trained"]) == 3  # the ensemble scored again
+    assert json.loads((out / "leave_one_out.json").read_text())["tables"]["audio"]["folds"]["us"]["mae"] != row["mae"]
+    shrunk = _run([*common, "--seeds", "1"])  # fewer members would score another ensemble under the same folder
+    assert shrunk.returncode == 1 and "holds folds of another command (seeds: was [1, 3], now [1]; members:" in shrunk.stderr
+
 
 @pytest.mark.parametrize("extra, message", [
     (["data.root=/elsewhere"], "leave_one_out sets data.root for each fold; use --data"),
