@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
             check_texts(cfg, data, args.field, args.split, values, args.text, args.texts)
         check_spec(out, {"data": str(data), "field": args.field, "exclude": exclude, "split": args.split,
                          "seeds": seeds, "members": args.member, "overrides": args.overrides})
-    except (ValueError, OSError) as e:  # ours, int()'s, the rig's, the transcript's and the texts' are ValueErrors
+    except (ValueError, OSError) as e:  # ours, shlex's, the rig's, the transcript's and the texts' are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
     print(f"{len(folds)} folds, {args.field} held out in turn: {', '.join(values)}"
