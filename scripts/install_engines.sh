@@ -44,7 +44,8 @@ DEBIAN_FRONTEND=noninteractive apt-get "${apt_private[@]}" install -y --no-insta
     mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 mbrola-af1 mbrola-nl2 mbrola-fr1 mbrola-de1 mbrola-de2 mbrola-de4 \
     mbrola-hu1 mbrola-pl1 mbrola-ro1 mbrola-sw1 mbrola-sw2 \
     open-jtalk open-jtalk-mecab-naist-jdic hts-voice-nitech-jp-atr503-m001 \
-    festvox-ru  # not an engine here: its labelled recordings are the human-speech test set (data/README.md)
+    festvox-kallpc16k festvox-us-slt-hts \
+    festvox-ru  # these three are not for training: the blind test's voices and the human-speech test set (data/README.md)
 
 echo "installed; MBROLA voices: $(ls /usr/share/mbrola | tr '\n' ' ')"
 echo "note: MBROLA voices are licensed for non-commercial use only; never ship audio made with them"

@@ -2,7 +2,8 @@
 
 ``{"id": "...", "audio": "rel/path.flac", "curves": "rel/path.csv"}`` or with
 ``"alignment": "rel/path.tsv"`` instead of (or beside) ``curves``; optional
-``"speaker"`` and ``"split"`` (train/val/test). Paths are relative to the
+``"speaker"`` and ``"split"`` (train/val/test; a clip with ``"reserved": true``,
+of the blind test, must be test). Paths are relative to the
 corpus folder; keys we do not know are kept out of the way, not refused, so
 corpora can carry their own bookkeeping.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 MANIFEST_NAME = "manifest.jsonl"
 SPLITS = ("train", "val", "test")
 CORPUS_FIELD = "corpus"
+RESERVED_FIELD = "reserved"  # true on the blind test's clips (make_corpus.py --engines blind): test split only
 
 
 class CorpusError(ValueError):
@@ -142,6 +144,12 @@ def _parse_line(text: str, folder: Path, number: int) -> ClipEntry:
     split = _optional_string(record, "split")
     if split is not None and split not in SPLITS:
         raise _BadLine(f"unknown split {split!r}", f"use one of {', '.join(SPLITS)}, or leave 'split' out")
+    if record.get(RESERVED_FIELD) and split != "test":
+        raise _BadLine(
+            f"clip {clip_id!r} is {RESERVED_FIELD!r} (a voice kept for the blind test) but its split is {split!r}",
+            'reserved clips are test-only and never trained on: set "split": "test", or rebuild the blind test '
+            "with make_corpus.py --engines blind",
+        )
     return ClipEntry(
         id=clip_id,
         audio=folder / audio,
@@ -183,3 +191,8 @@ def manifest_field(root, field: str, missing: str | None = "?") -> dict[str, str
                for line in manifest_path(r).read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     entries = [{CORPUS_FIELD: r, **e} for r, e in entries if isinstance(e, dict) and "id" in e]
     return {str(e["id"]): str(e.get(field, missing)) for e in entries if missing is not None or field in e}
+
+
+def reserved_ids(root) -> set[str]:
+    """Ids of the blind test's clips (``"reserved": true``) in a corpus or a list of them."""
+    return {clip_id for clip_id, value in manifest_field(root, RESERVED_FIELD, None).items() if value == "True"}

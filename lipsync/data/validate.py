@@ -29,6 +29,7 @@ from lipsync.data.manifest import (
     Problem,
     corpus_roots,
     manifest_path,
+    reserved_ids,
     scan_manifest,
 )
 from lipsync.rigs import Rig, load_rig
@@ -98,6 +99,11 @@ def load_clips(
         )
     if not clips:
         chosen = f" in split(s) {', '.join(sorted(map(str, _split_set(splits))))}" if splits is not None else ""
+        if reserved_ids(root):
+            raise CorpusError(
+                f"{where}: no usable clips{chosen}: this is the blind test (the reserved voices, test split only); "
+                "score a model on it with scripts/evaluate.py --split test, never train, tune or select models on it"
+            )
         raise CorpusError(
             f"{where}: no usable clips{chosen}; check the manifest's 'split' fields and the problems above"
         )

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lipsync.atomic import atomic_write
-from lipsync.data.manifest import manifest_field
+from lipsync.data.manifest import manifest_field, reserved_ids
 from lipsync.data.validate import load_clips
 from lipsync.convert.predictor import ModelLoadError, Predictor, load_predictors, resolve_model
 from lipsync.convert.transcript import TranscriptError, check_text_voice, level_db, transcript_curves
@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     if per_group:
         print()
         print(format_groups(per_group, args.group_by))
+    blind = reserved_ids(args.data)
+    if any(c.id in blind for c in clips):
+        print("\nblind test (reserved voices): report this score; never train, tune or choose between models on it")
     if args.out:
         out = Path(args.out)
         with atomic_write(out / "metrics.json") as f:

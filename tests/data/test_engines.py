@@ -12,7 +12,8 @@ from lipsync.data.corpus.build import MBROLA_NOTICE, _parse_counts, main, make_c
 from lipsync.data.corpus.closures import closure_span, start_stops_at_closure
 from lipsync.data.corpus.espeak import Voice, _engine, espeak_available, phones_from_events
 from lipsync.data.corpus.espeak import synthesise as espeak_synthesise
-from lipsync.data.validate import validate_corpus
+from lipsync.data.validate import CorpusError, load_clips, validate_corpus
+from lipsync.training.evaluate import main as evaluate_main
 from lipsync.rigs import load_rig
 from lipsync.rigs.coarticulation import Phone, phones_to_curves
 from lipsync.rigs.phonemes import UnknownPhoneError, _festival_tables, festival_to_ipa
@@ -32,6 +33,10 @@ needs_festival = pytest.mark.skipif(
 needs_festival_voices = pytest.mark.skipif(
     not all(festival.festival_available(v) for v in festival.VOICES),
     reason=f"Festival's voices are not installed: {festival.INSTALL_HINT}",
+)
+needs_blind_voices = pytest.mark.skipif(
+    not all(festival.festival_available(v) for v in festival.BLIND_VOICES),
+    reason=f"the blind test's voices are not installed (apt-get install festival {festival.BLIND_PACKAGES})",
 )
 needs_flite = pytest.mark.skipif(
     not all(flite.flite_available(v) for v in flite.VOICES), reason="Flite is not installed (apt-get install flite)"
@@ -253,9 +258,51 @@ def _unchecked_voice(name: str) -> festival.FestivalVoice:
     """A voice object that skipped the constructor's check, as a caller might build by hand."""
     voice = object.__new__(festival.FestivalVoice)
     object.__setattr__(voice, "name", name)
-    for field, value in (("stretch", 1.0), ("f0_mean", 105.0), ("f0_std", 15.0)):
+    for field, value in (("stretch", 1.0), ("f0_mean", 105.0), ("f0_std", 15.0), ("blind", False)):
         object.__setattr__(voice, field, value)
     return voice
+
+
+@needs_blind_voices
+@pytest.mark.parametrize("name", festival.BLIND_VOICES)
+def test_blind_test_voices_timing_is_their_segments_and_p_closures_fall_inside_p(name):
+    voice = festival.FestivalVoice(name, stretch=1.1, blind=True)
+    (raw, audio, sample_rate), = festival.synthesise_raw([(TEXT, voice)])
+    assert raw[-1].end == pytest.approx(len(audio) / sample_rate, abs=0.03)
+    synth = festival.synthesise(TEXT, voice)
+    assert [p.label for p in synth.phones] == [festival.to_arpabet(p.label) for p in raw if p.end > p.start]
+    assert np.abs(_boundaries(synth.phones)[:-1] - _boundaries([p for p in raw if p.end > p.start])[:-1]).max() <= TOLERANCE
+    assert _check_p_closures(synth.audio, sample_rate, synth.phones, {"P"}, "arpabet") >= 3
+
+
+def test_blind_test_voices_only_with_the_blind_flag():
+    with pytest.raises(festival.FestivalError, match="not a blind-test voice"):
+        festival.FestivalVoice("ked_diphone", blind=True)
+    with pytest.raises(festival.FestivalError, match="not a blind-test voice"):
+        festival.FestivalVoice("msu_ru_nsh_clunits", blind=True)  # reserved, but as the human test set
+    with pytest.raises(engines.EngineError, match="build it alone, --engines blind"):
+        engines.check_engines(["festival", engines.BLIND], (), festival.VOICES)
+
+
+@needs_blind_voices
+def test_the_blind_test_is_test_only_and_training_refuses_it(tmp_path, capsys):
+    out = tmp_path / "blind"
+    assert main(["--out", str(out), "--engines", "blind", "--clips", "4", "--seed", "3"]) == 0
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["split"] for r in rows] == ["test"] * 4 and all(r["reserved"] is True for r in rows)
+    assert {r["speaker"] for r in rows} == {f"{v}+plain" for v in festival.BLIND_VOICES}
+    assert validate_corpus(out, "oculus15", 30) == []
+    assert len(load_clips(out, "oculus15", 30, splits=("test",), progress=False)) == 4
+    with pytest.raises(CorpusError, match="this is the blind test .* never train"):
+        load_clips(out, "oculus15", 30, splits=("train", "val"), progress=False)
+    capsys.readouterr()
+    assert evaluate_main(["--model", "default", "--data", str(out), "--split", "test", "--plots", "0"]) == 0
+    assert "blind test (reserved voices): report this score" in capsys.readouterr().out
+    # A reserved clip moved into train by hand is a bad manifest line, wherever the corpus is used.
+    rows[0]["split"] = "train"
+    (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(CorpusError, match="manifest.jsonl:1: clip 'blind00000' is 'reserved'.*split is 'train'"):
+        load_clips(out, "oculus15", 30, splits=("test",), progress=False)
 
 
 # --- Flite -------------------------------------------------------------------------

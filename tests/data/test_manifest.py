@@ -55,6 +55,8 @@ def test_empty_and_undecodable_manifests(tmp_path: Path):
         ({"id": "a", "audio": "a.wav"}, "clip 'a' has neither 'curves' nor 'alignment'"),
         ({"id": "a", "audio": "a.wav", "curves": "a.csv", "split": "dev"}, "unknown split 'dev'"),
         ({"id": "a", "audio": "a.wav", "curves": "a.csv", "speaker": 3}, "'speaker' must be a non-empty string"),
+        ({"id": "a", "audio": "a.wav", "curves": "a.csv", "reserved": True}, "clip 'a' is 'reserved' (a voice kept for "
+         "the blind test) but its split is None"),
     ],
 )
 def test_each_bad_line_names_file_and_line(tmp_path: Path, corpus_files, line, message):

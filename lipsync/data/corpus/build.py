@@ -29,9 +29,10 @@ from lipsync.audio import SAMPLE_RATE, resample
 from lipsync.curves import Curves
 from lipsync.curves.csv import write_curves_csv
 from lipsync.data.alignment import write_alignment_tsv
+from lipsync.data.manifest import RESERVED_FIELD
 from lipsync.data.corpus import festival, flite, jtalk, mbrola
 from lipsync.data.corpus.engines import (
-    DESCRIPTIONS, ENGINES, LICENCES, check_engines, phoneset_of, plan_engine, speak_all,
+    BLIND, DESCRIPTIONS, ENGINES, LICENCES, check_engines, phoneset_of, plan_engine, speak_all,
 )  # fmt: skip
 from lipsync.data.corpus.espeak import PAUSE, Voice, synthesise
 from lipsync.data.corpus.sentences import compose_text
@@ -186,7 +187,8 @@ def make_multi_engine_corpus(
         write_alignment_tsv(phones, out / rel["alignment"])
         write_curves_csv(Curves(curves, target_rig.channels, fps), out / rel["curves"], decimals=3)
         records[clip.engine].append({"id": clip.id, **rel, "engine": clip.engine, "speaker": clip.speaker,
-                                     "split": clip.split, "text": clip.text, **_voice_fields(clip.voice)})  # fmt: skip
+                                     "split": clip.split, "text": clip.text, **_voice_fields(clip.voice),
+                                     **({RESERVED_FIELD: True} if clip.engine == BLIND else {})})  # fmt: skip
         seconds, speech, phone_counts, viseme_counts = tallies[clip.engine]
         seconds[clip.split] += duration
         speech[clip.split] += duration - clip.lead_silence - clip.tail_silence
@@ -311,7 +313,7 @@ def _stats(records, seconds, speech_seconds, phone_counts, viseme_counts, seed, 
 
 def _remove_generated_files(out: Path) -> None:
     """Clear what an earlier run of this generator wrote (and nothing else)."""
-    for prefix in ("clip", *ENGINES):
+    for prefix in ("clip", *ENGINES, BLIND):
         for folder, pattern in (("audio", "*.flac"), ("alignments", "*.tsv"), ("curves", "*.csv")):
             for path in (out / folder).glob(prefix + pattern):
                 if path.stem[len(prefix):].isdigit():
@@ -332,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace a corpus already in --out")
     parser.add_argument("--engines", default=None,
                         help=f"comma list of {','.join(ENGINES)}: a multi-engine corpus (engine field in the manifest); "
-                             "without it, the espeak-only corpus of the demo")
+                             "without it, the espeak-only corpus of the demo; '--engines blind' alone: the blind test "
+                             "(the reserved voices, test split only)")
     parser.add_argument("--mbrola-voices", default=",".join(mbrola.VOICES), help="MBROLA voices to use")
     parser.add_argument("--festival-voices", default=",".join(festival.VOICES),
                         help="Festival voices to use (kal_diphone, cmu_us_slt_arctic_hts and msu_ru_nsh_clunits are refused: "

@@ -24,6 +24,13 @@ closure minus the labelled start, median over /p/ after speech):
   ``closures.start_stops_at_closure`` starts them at the closure (then +6 ms);
   late bursts are covered as for MBROLA.
 
+- ``blind``: not a training engine but the project's blind test, built
+  alone: the reserved Festival voices (``festival.BLIND_VOICES``: the diphones
+  of kal, the HTS voice of slt), test split only, each clip marked
+  ``"reserved": true`` so training refuses it. Timing as for ked: the segment
+  starts at the closure (kal +19 to +46 ms, slt +15 to +23 ms on 14 /p/ each)
+  and holds the burst (the latest 10 ms after it, within the tolerance).
+
 Splits are speaker-disjoint within each engine, as in the espeak-only
 corpus: a speaker is ``voice+variant`` and val/test hear only variants that
 train never does (espeak variants; pitch profiles for MBROLA and Festival;
@@ -48,14 +55,17 @@ from lipsync.data.corpus.sentences import compose_text
 from lipsync.rigs.coarticulation import Phone
 
 ENGINES = ("espeak", "mbrola", "festival", "flite", "jtalk")
+BLIND = "blind"  # the reserved voices' test-only corpus; never beside another engine
 # Phone set of each engine's alignments (lipsync.rigs.phonemes tables); Festival's depends on the voice.
-PHONESETS = {"espeak": "espeak", "mbrola": "espeak", "festival": "arpabet", "flite": "arpabet", "jtalk": "ipa"}
+PHONESETS = {"espeak": "espeak", "mbrola": "espeak", "festival": "arpabet", "flite": "arpabet", "jtalk": "ipa", BLIND: "arpabet"}
 DESCRIPTIONS = {
     "espeak": "espeak-ng (libespeak-ng phoneme events, stops moved over their closures)",
     "mbrola": "MBROLA diphone voices driven by espeak-ng --pho (timing: cumulative .pho durations)",
     "festival": "Festival voices, English and other languages (timing: utt.save.segs segment ends)",
     "flite": "CMU Flite clustergen voices (timing: flite -psdur segment ends)",
     "jtalk": "Open JTalk's Japanese HTS voice (timing: open_jtalk -ot phone times of the generated frames)",
+    BLIND: "the blind test: Festival's reserved voices kal_diphone and cmu_us_slt_arctic_hts, test split only "
+           "(timing: utt.save.segs segment ends); report it, never train, tune or select models on it",
 }
 LICENCES = {
     "espeak": "espeak-ng output audio is not covered by espeak-ng's licence",
@@ -63,6 +73,7 @@ LICENCES = {
     "festival": "Festival and its voices used here are free software (Debian main); the audio may be shipped",
     "flite": flite.LICENCE_NOTE,
     "jtalk": jtalk.LICENCE_NOTE,
+    BLIND: "Festival and its voices used here are free software (Debian main)",
 }
 # Pitch profiles: MBROLA frequency ratio (mbrola -f), Festival (target F0 mean, spread) in Hz.
 MBROLA_PROFILES = {"f0.80": 0.80, "f0.87": 0.87, "f0.93": 0.93, "f1.00": 1.0, "f1.07": 1.07, "f1.15": 1.15, "f1.25": 1.25}
@@ -108,8 +119,15 @@ def check_engines(
     for name in flite_voices:
         flite.refuse_reserved(name)
     for engine in engines:
-        if engine not in ENGINES:
-            raise EngineError(f"unknown engine {engine!r}; use some of {', '.join(ENGINES)}")
+        if engine not in (*ENGINES, BLIND):
+            raise EngineError(f"unknown engine {engine!r}; use some of {', '.join(ENGINES)}, or {BLIND} alone")
+    if BLIND in engines:
+        if engines != [BLIND]:
+            raise EngineError(f"the blind test ({BLIND}) is a corpus of its own: build it alone, --engines {BLIND}")
+        missing = [v for v in festival.BLIND_VOICES if not festival.festival_available(v)]
+        if missing:
+            raise EngineError(f"blind-test voice(s) {', '.join(missing)} not installed; "
+                              f"apt-get install festival {festival.BLIND_PACKAGES}")  # fmt: skip
     if "espeak" in engines and not espeak_available():
         raise EngineError("espeak-ng is not installed; apt-get install espeak-ng libespeak-ng1")
     if "mbrola" in engines:
@@ -144,6 +162,8 @@ def plan_engine(
             EngineClip(f"espeak{i:05d}", "espeak", p.split, p.text, p.voice, p.voice.name, p.lead_silence, p.tail_silence)
             for i, p in enumerate(plan_corpus(n_clips, seed))
         ]
+    if engine == BLIND:
+        return _plan_blind(n_clips, seed)
     rng = random.Random(f"{seed}-{engine}")
     profiles = list(PROFILES[engine])
     rng.shuffle(profiles)
@@ -190,6 +210,20 @@ def plan_engine(
     return clips
 
 
+def _plan_blind(n_clips: int, seed: int) -> list[EngineClip]:
+    """The blind test: every clip in test, each reserved voice in turn at its own pitch, a rate of 0.8-1.25."""
+    rng = random.Random(f"{seed}-{BLIND}")
+    f0_mean, f0_std = FESTIVAL_PROFILES["plain"]  # kal's own (measured 102 Hz); the HTS voice keeps its own anyway
+    clips = []
+    for i in range(n_clips):
+        name = festival.BLIND_VOICES[i % len(festival.BLIND_VOICES)]
+        voice = festival.FestivalVoice(name, round(rng.uniform(0.8, 1.25), 3), f0_mean, f0_std, blind=True)
+        text = compose_text(rng, n_sentences=1)
+        clips.append(EngineClip(f"{BLIND}{i:05d}", BLIND, "test", text, voice, f"{name}+plain",
+                                rng.uniform(0.05, 0.2), rng.uniform(0.05, 0.2)))  # fmt: skip
+    return clips
+
+
 def phoneset_of(clip: EngineClip) -> str:
     """The phone set of this clip's alignment."""
     return festival.phoneset_of(clip.voice.name) if clip.engine == "festival" else PHONESETS[clip.engine]
@@ -200,9 +234,9 @@ def speak_all(clips: list[EngineClip], batch: int = 40) -> Iterator[tuple[Engine
     i = 0
     while i < len(clips):
         clip = clips[i]
-        if clip.engine == "festival":
+        if clip.engine in ("festival", BLIND):
             group = clips[i : i + batch]
-            group = group[: next((k for k, c in enumerate(group) if c.engine != "festival"), len(group))]
+            group = group[: next((k for k, c in enumerate(group) if c.engine != clip.engine), len(group))]
             for c, synth in zip(group, festival.synthesise_batch([(c.text, c.voice) for c in group])):
                 yield (c, *_pad(c, synth))
             i += len(group)

@@ -36,7 +36,11 @@ from lipsync.data.corpus.tiling import end_with_pause, relabel_and_merge
 from lipsync.rigs.coarticulation import Phone
 from lipsync.rigs.phonemes import UnknownPhoneError, festival_to_ipa
 
-RESERVED_VOICES = frozenset({"kal_diphone", "cmu_us_slt_arctic_hts", "msu_ru_nsh_clunits"})
+# English voices kept for the project's blind test (``engines.BLIND``): rendered only into a test-only corpus that
+# training refuses. The Russian voice's recordings are the human-speech test set (prepare_data), never synthesised.
+BLIND_VOICES = ("kal_diphone", "cmu_us_slt_arctic_hts")
+BLIND_PACKAGES = "festvox-kallpc16k festvox-us-slt-hts"
+RESERVED_VOICES = frozenset({*BLIND_VOICES, "msu_ru_nsh_clunits"})
 ENGLISH_VOICES = ("ked_diphone",)  # English voices in Debian main that are not reserved (festvox-kdlpc16k)
 
 
@@ -93,16 +97,21 @@ class FestivalVoice:
     stretch: float = 1.0
     f0_mean: float = 105.0
     f0_std: float = 15.0
+    blind: bool = False  # one of BLIND_VOICES, for the blind test corpus only
 
     def __post_init__(self) -> None:
-        refuse_reserved(self.name)
+        if not self.blind:
+            refuse_reserved(self.name)
+        elif self.name not in BLIND_VOICES:
+            raise FestivalError(f"{self.name!r} is not a blind-test voice; those are {', '.join(BLIND_VOICES)}")
 
 
 def refuse_reserved(name: str) -> None:
     if name in RESERVED_VOICES:
         raise ReservedVoiceError(
             f"Festival voice {name!r} is reserved for the project's independent evaluation and must never be used "
-            f"to train, tune or select models; build corpora with {', '.join(VOICES)} instead"
+            f"to train, tune or select models; build corpora with {', '.join(VOICES)} instead (the blind test "
+            f"renders {', '.join(BLIND_VOICES)}: make_corpus.py --engines blind)"
         )
 
 
@@ -111,6 +120,8 @@ def festival_available(voice: str = "ked_diphone") -> bool:
 
 
 def language_of(voice: str) -> str:
+    if voice in BLIND_VOICES:
+        return "en"
     if voice not in VOICE_LANGUAGES:
         raise FestivalError(f"unknown Festival voice {voice!r}; known voices: {', '.join(VOICES)}")
     return VOICE_LANGUAGES[voice]
@@ -152,9 +163,11 @@ def synthesise_batch(items: list[tuple[str, FestivalVoice]]) -> list[Synthesis]:
 def synthesise_raw(items: list[tuple[str, FestivalVoice]]) -> list[tuple[list[Phone], object, int]]:
     """Per item: Festival's segments as it reports them (its phone set's labels), the float32 audio and its rate."""
     for _, voice in items:
-        refuse_reserved(voice.name)
+        if not voice.blind:
+            refuse_reserved(voice.name)
         if not festival_available(voice.name):
-            raise FestivalError(f"Festival voice {voice.name!r} is not installed; {INSTALL_HINT}")
+            hint = f"apt-get install festival {BLIND_PACKAGES}" if voice.blind else INSTALL_HINT
+            raise FestivalError(f"Festival voice {voice.name!r} is not installed; {hint}")
     with tempfile.TemporaryDirectory(prefix="lipsync-festival-") as tmp:
         script = [_utterance_scheme(text, voice, Path(tmp) / f"u{i}") for i, (text, voice) in enumerate(items)]
         (Path(tmp) / "batch.scm").write_bytes(b"".join(script))
