@@ -29,13 +29,13 @@ from lipsync.audio import SAMPLE_RATE, resample
 from lipsync.curves import Curves
 from lipsync.curves.csv import write_curves_csv
 from lipsync.data.alignment import write_alignment_tsv
-from lipsync.data.manifest import RESERVED_FIELD
 from lipsync.data.corpus import festival, flite, jtalk, mbrola
 from lipsync.data.corpus.engines import (
     BLIND, DESCRIPTIONS, ENGINES, LICENCES, check_engines, phoneset_of, plan_engine, speak_all,
 )  # fmt: skip
 from lipsync.data.corpus.espeak import PAUSE, Voice, synthesise
 from lipsync.data.corpus.sentences import compose_text
+from lipsync.data.manifest import RESERVED_FIELD
 from lipsync.rigs import load_rig
 from lipsync.rigs.coarticulation import Phone, phones_to_curves
 from lipsync.rigs.phonemes import NEXT, visemes_for

@@ -67,13 +67,14 @@ DESCRIPTIONS = {
     BLIND: "the blind test: Festival's reserved voices kal_diphone and cmu_us_slt_arctic_hts, test split only "
            "(timing: utt.save.segs segment ends); report it, never train, tune or select models on it",
 }
+FESTIVAL_LICENCE = "Festival and its voices used here are free software (Debian main); the audio may be shipped"
 LICENCES = {
     "espeak": "espeak-ng output audio is not covered by espeak-ng's licence",
     "mbrola": mbrola.LICENCE_NOTE,
-    "festival": "Festival and its voices used here are free software (Debian main); the audio may be shipped",
+    "festival": FESTIVAL_LICENCE,
     "flite": flite.LICENCE_NOTE,
     "jtalk": jtalk.LICENCE_NOTE,
-    BLIND: "Festival and its voices used here are free software (Debian main)",
+    BLIND: FESTIVAL_LICENCE,
 }
 # Pitch profiles: MBROLA frequency ratio (mbrola -f), Festival (target F0 mean, spread) in Hz.
 MBROLA_PROFILES = {"f0.80": 0.80, "f0.87": 0.87, "f0.93": 0.93, "f1.00": 1.0, "f1.07": 1.07, "f1.15": 1.15, "f1.25": 1.25}
