@@ -482,6 +482,44 @@ def test_multi_engine_corpus_has_engine_fields_stats_and_disjoint_speakers(tmp_p
     assert len(list((out / "audio").iterdir())) == 2 and not (out / MBROLA_NOTICE).exists()
 
 
+@needs_festival_voices
+def test_a_train_only_corpus_is_the_full_builds_train_split_under_other_ids(tmp_path):
+    # Festival's Czech voices sound a little different after other Czech texts, so the
+    # train-only build must speak every clip in the full build's order, not the train clips alone.
+    voices = ("czech_dita", "czech_krb")  # no English voice: val and test are Czech too
+    full, extra = tmp_path / "full", tmp_path / "extra"
+    make_corpus(full, 12, seed=5, engines=["festival"], festival_voices=voices, progress=False)
+    stats = make_corpus(extra, 12, seed=5, engines=["festival"], festival_voices=voices, progress=False,
+                        train_only=True, id_prefix="extra_")  # fmt: skip
+    rows = [json.loads(line) for line in (full / "manifest.jsonl").read_text().splitlines()]
+    kept = [json.loads(line) for line in (extra / "manifest.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["split"] == "train"]
+    assert len(train) < len(rows) and stats["clips"] == len(kept) == len(train)
+    for r, k in zip(train, kept):
+        assert k["id"] == "extra_" + r["id"] and k["audio"] == f"audio/extra_{r['id']}.flac"
+        assert {**k, "id": r["id"], "audio": r["audio"], "alignment": r["alignment"], "curves": r["curves"]} == r
+        for field in ("audio", "alignment", "curves"):
+            assert (extra / k[field]).read_bytes() == (full / r[field]).read_bytes(), (k["id"], field)
+    # Its purpose: more training data beside another corpus, ids apart.
+    both = load_clips([full, extra], "oculus15", 30, splits=("train",))
+    assert len(both) == 2 * len(train)
+    # Overwriting it with a plain build removes the prefixed files too.
+    make_corpus(extra, 2, seed=5, engines=["festival"], festival_voices=("ked_diphone",), overwrite=True, progress=False)
+    assert sorted(p.name for p in (extra / "audio").iterdir()) == ["festival00000.flac", "festival00001.flac"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--engines", "espeak", "--id-prefix", "my corpus"], "--id-prefix 'my corpus': use letters, digits"),
+    (["--engines", "blind", "--train-only"], "the blind test (blind) is test-only"),
+    (["--train-only"], "--train-only and --id-prefix are for multi-engine corpora: add --engines"),
+    (["--id-prefix", "x"], "--train-only and --id-prefix are for multi-engine corpora: add --engines"),
+])  # fmt: skip
+def test_train_only_and_id_prefix_refuse_what_they_cannot_build(tmp_path, capsys, argv, message):
+    out = tmp_path / "c"
+    assert main(["--out", str(out), "--clips", "4", *argv]) == 1
+    assert message in capsys.readouterr().err and not out.exists()
+
+
 @needs_mbrola
 def test_mbrola_corpus_carries_its_licence_note(tmp_path, capsys):
     out = tmp_path / "mb"

@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,7 @@ HELD_OUT_FRACTION = 0.1  # of clips, and of variants, for each of val and test
 SPLITS = ("train", "val", "test")
 AUDIO_BITS = 13  # precision of the stored samples (see _write_flac)
 MBROLA_NOTICE = "LICENSE-MBROLA.txt"  # written into any corpus holding MBROLA audio
+ID_PREFIX = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ def make_corpus(
     mbrola_voices: tuple[str, ...] = mbrola.VOICES,
     festival_voices: tuple[str, ...] = festival.VOICES,
     flite_voices: tuple[str, ...] = flite.VOICES,
+    train_only: bool = False,
+    id_prefix: str = "",
 ) -> dict:
     """Write the corpus folder and return its statistics (also in ``stats.json``).
 
@@ -110,10 +114,17 @@ def make_corpus(
     multi-engine corpus: ``n_clips`` is then a count per engine (one int for
     all, or a dict), ids are ``<engine>NNNNN``, the manifest has an
     ``engine`` field and ``stats.json`` has statistics per engine.
+
+    ``train_only`` keeps only the clips the plan puts in train (the same clips
+    as the full build's train split) and ``id_prefix`` starts every id and
+    file name: a corpus that adds training data to another through
+    ``data.root=[a,b]``, whose ids must not collide with the other's.
     """
     if engines is not None:
         return make_multi_engine_corpus(out_dir, n_clips, seed, engines, fps, rig, overwrite, progress,
-                                        mbrola_voices, festival_voices, flite_voices)  # fmt: skip
+                                        mbrola_voices, festival_voices, flite_voices, train_only, id_prefix)  # fmt: skip
+    if train_only or id_prefix:
+        raise ValueError("--train-only and --id-prefix are for multi-engine corpora: add --engines (e.g. --engines espeak)")
     out = Path(out_dir)
     _prepare_folder(out, overwrite)
     target_rig = load_rig(rig)
@@ -162,22 +173,32 @@ def make_multi_engine_corpus(
     mbrola_voices: tuple[str, ...] = mbrola.VOICES,
     festival_voices: tuple[str, ...] = festival.VOICES,
     flite_voices: tuple[str, ...] = flite.VOICES,
+    train_only: bool = False,
+    id_prefix: str = "",
 ) -> dict:
     """The corpus from several engines; see ``make_corpus``. Checks every engine before writing anything."""
     counts = n_clips if isinstance(n_clips, dict) else {e: n_clips for e in engines}
     if set(counts) != set(engines):
         raise ValueError(f"clip counts are for {sorted(counts)} but the engines are {engines}; give one count per engine")
+    if id_prefix and not ID_PREFIX.fullmatch(id_prefix):
+        raise ValueError(
+            f"--id-prefix {id_prefix!r}: use letters, digits, '_' and '-' only (it starts every clip id and file name)"
+        )
+    if train_only and BLIND in engines:
+        raise ValueError(f"the blind test ({BLIND}) is test-only: build it without --train-only")
     check_engines(engines, tuple(mbrola_voices), tuple(festival_voices), tuple(flite_voices))
     out = Path(out_dir)
     _prepare_folder(out, overwrite)
     target_rig = load_rig(rig)
     voices = tuple(mbrola_voices), tuple(festival_voices), tuple(flite_voices)
-    plans = [c for e in engines for c in plan_engine(e, counts[e], seed, *voices)]
+    plans = [replace(c, id=id_prefix + c.id) for e in engines for c in plan_engine(e, counts[e], seed, *voices)]
     records: dict[str, list] = {e: [] for e in engines}
     tallies = {e: (Counter(), Counter(), Counter(), Counter()) for e in engines}  # seconds, speech, phones, visemes
     phonesets: dict[str, set] = {e: set() for e in engines}
     spoken = speak_all(plans)
     for clip, audio, phones in tqdm(spoken, total=len(plans), desc="clips", unit="clip", disable=not progress):
+        if train_only and clip.split != "train":
+            continue  # spoken all the same: Festival's Czech voices sound a little different after other Czech texts
         phoneset = phoneset_of(clip)
         phonesets[clip.engine].add(phoneset)
         duration = len(audio) / SAMPLE_RATE
@@ -214,7 +235,7 @@ def make_multi_engine_corpus(
     if "mbrola" in engines:
         with atomic_write(out / MBROLA_NOTICE, "w", encoding="utf-8") as f:
             f.write(f"This corpus contains audio made with MBROLA voices ({', '.join(mbrola_voices)}): clips whose id "
-                    f"starts with 'mbrola'.\n{mbrola.LICENCE_NOTE}\n")  # fmt: skip
+                    f"starts with '{id_prefix}mbrola'.\n{mbrola.LICENCE_NOTE}\n")  # fmt: skip
     with atomic_write(out / "stats.json", "w", encoding="utf-8") as f:
         json.dump(stats, f, indent=1)
         f.write("\n")
@@ -313,11 +334,12 @@ def _stats(records, seconds, speech_seconds, phone_counts, viseme_counts, seed, 
 
 def _remove_generated_files(out: Path) -> None:
     """Clear what an earlier run of this generator wrote (and nothing else)."""
-    for prefix in ("clip", *ENGINES, BLIND):
-        for folder, pattern in (("audio", "*.flac"), ("alignments", "*.tsv"), ("curves", "*.csv")):
-            for path in (out / folder).glob(prefix + pattern):
-                if path.stem[len(prefix):].isdigit():
-                    path.unlink()
+    # An optional --id-prefix, then the builder's own id.
+    generated = re.compile(rf"(?:{ID_PREFIX.pattern})?(?:{'|'.join(('clip', *ENGINES, BLIND))})\d+")
+    for folder, suffix in (("audio", ".flac"), ("alignments", ".tsv"), ("curves", ".csv")):
+        for path in (out / folder).glob("*" + suffix):
+            if generated.fullmatch(path.stem):
+                path.unlink()
     for name in ("manifest.jsonl", "stats.json", MBROLA_NOTICE):
         (out / name).unlink(missing_ok=True)
 
@@ -342,6 +364,12 @@ def main(argv: list[str] | None = None) -> int:
                              "reserved for evaluation)")
     parser.add_argument("--flite-voices", default=",".join(flite.VOICES),
                         help="Flite voices to use (kal, kal16 and slt are refused: the reserved voices' speakers)")
+    parser.add_argument("--train-only", action="store_true",
+                        help="write only the clips the plan puts in train (the full build's train split): a corpus "
+                             "that adds training data to another, data.root=[a,b]; needs --engines")
+    parser.add_argument("--id-prefix", default="",
+                        help="start every clip id and file name with this, so that the ids differ from another "
+                             "corpus's in data.root=[a,b]; needs --engines")
     args = parser.parse_args(argv)  # fmt: skip
     started = time.monotonic()
     try:
@@ -349,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         counts = _parse_counts(args.clips, engines)
         stats = make_corpus(args.out, counts, args.seed, fps=args.fps, overwrite=args.overwrite, engines=engines,
                             mbrola_voices=_names(args.mbrola_voices), festival_voices=_names(args.festival_voices),
-                            flite_voices=_names(args.flite_voices))  # fmt: skip
+                            flite_voices=_names(args.flite_voices), train_only=args.train_only,
+                            id_prefix=args.id_prefix)  # fmt: skip
     except (FileExistsError, OSError, RuntimeError, ValueError) as e:  # EngineError, ReservedVoiceError among them
         print(f"error: {e}", file=sys.stderr)
         return 1
