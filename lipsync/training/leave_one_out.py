@@ -7,6 +7,11 @@ alone and, with ``--text VOICE``, with each clip's dialogue text. It prints a
 table per held-out value with the mean (the figure issue 8 sets targets for),
 and writes ``DIR/leave_one_out.json`` and ``DIR/leave_one_out.png``.
 
+``--train-also CORPUS`` adds another corpus's clips to every fold's training
+(``data.root=[DATA,CORPUS]``, the held-out value left out of it too), e.g.
+one built with ``make_corpus.py --train-only --id-prefix``; folds are scored on
+``--data`` alone.
+
 ``--seeds 1,2`` trains each fold once per seed (``DIR/X/seed-S/``) and scores
 the runs' mean curves: an ensemble, as ``evaluate.py --model A --model B``.
 ``--member "seed=0 model.encoder.cmn_window_s=null"`` adds a member trained with
@@ -167,10 +172,10 @@ def quoted(value: str | Path) -> str:
 
 
 def make_fold(value: str, out: Path, members: list[list[str]], data: Path, field: str, exclude: list[str],
-              overrides: list[str]) -> Fold:
+              overrides: list[str], train_also: list[Path] = ()) -> Fold:
     left_out = "[" + ",".join(quoted(v) for v in [value, *exclude]) + "]"
-    base = [sys.executable, str(TRAIN_SCRIPT), *overrides, f"data.root={quoted(data)}",
-            f"++data.exclude.{field}={left_out}"]
+    root = quoted(data) if not train_also else "[" + ",".join(quoted(r) for r in [data, *train_also]) + "]"
+    base = [sys.executable, str(TRAIN_SCRIPT), *overrides, f"data.root={root}", f"++data.exclude.{field}={left_out}"]
     if not members:
         return Fold(value, out / value, [Run(value, out / value, [*base, f"run.dir={quoted(out / value)}"])])
     runs = []
@@ -190,7 +195,7 @@ def check_spec(out: Path, spec: dict) -> None:
     """
     path = out / SPEC
     if path.is_file():
-        before = {"members": [], **json.loads(path.read_text())}  # folders of older versions have no members
+        before = {"members": [], "train_also": [], **json.loads(path.read_text())}  # as older versions wrote it
         changed = [k for k in spec if before.get(k) != spec[k]]
         grows = (before["seeds"] or before["members"]) and set(changed) <= {"seeds", "members"} and all(
             set(map(str, before[k])) <= set(map(str, spec[k])) for k in ("seeds", "members"))
@@ -399,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--field", default="engine", help="the manifest field whose values are held out in turn")
     parser.add_argument("--hold-out", help="comma-separated values to hold out (default: every value in --split)")
     parser.add_argument("--exclude", default="", help="comma-separated values left out of every fold (e.g. jtalk)")
+    parser.add_argument("--train-also", action="append", default=[], metavar="CORPUS",
+                        help="another corpus whose clips every fold also trains on (the held-out value left out of "
+                             "it too), e.g. one made with make_corpus.py --train-only; folds are scored on --data")
     parser.add_argument("--split", default="test", choices=("val", "test"), help="the split a fold is scored on")
     parser.add_argument("--text", metavar="VOICE", help="also score with each clip's dialogue text (evaluate.py --text)")
     parser.add_argument("--texts", metavar="FILE", help="clip texts for --text (default: the manifest's text field)")
@@ -411,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="train.py overrides for every fold")
     args = parser.parse_args(argv)
     data, out = Path(args.data).resolve(), Path(args.out).resolve()
+    train_also = [Path(c).resolve() for c in args.train_also]
     exclude = [v for v in args.exclude.split(",") if v]
     try:
         seeds = parse_seeds(args.seeds)
@@ -419,18 +428,20 @@ def main(argv: list[str] | None = None) -> int:
             raise LeaveOneOutError(f"--jobs {args.jobs}: train at least one fold at a time")
         if not TRAIN_SCRIPT.is_file():
             raise LeaveOneOutError(f"{TRAIN_SCRIPT} is missing: run leave_one_out from a checkout of lipsync")
-        if not (data / "manifest.jsonl").is_file():
-            raise LeaveOneOutError(f"--data {data}: no manifest.jsonl there; pass a corpus folder (data/README.md)")
+        for flag, corpus in [("--data", data), *(("--train-also", c) for c in train_also)]:
+            if not (corpus / "manifest.jsonl").is_file():
+                raise LeaveOneOutError(f"{flag} {corpus}: no manifest.jsonl there; pass a corpus folder (data/README.md)")
         check_overrides(args.overrides, args.field, members)
         values = plan(data, args.field, args.split,
                       [v for v in args.hold_out.split(",") if v] if args.hold_out else None, exclude)
-        folds = [make_fold(v, out, members, data, args.field, exclude, args.overrides) for v in values]
+        folds = [make_fold(v, out, members, data, args.field, exclude, args.overrides, train_also) for v in values]
         runs = [run for fold in folds for run in fold.runs]
         cfg, *_ = [compose_fold(run.command[2:]) for run in folds[0].runs]  # every member's overrides must compose
         if args.text:
             check_texts(cfg, data, args.field, args.split, values, args.text, args.texts)
-        check_spec(out, {"data": str(data), "field": args.field, "exclude": exclude, "split": args.split,
-                         "seeds": seeds, "members": args.member, "overrides": args.overrides})
+        check_spec(out, {"data": str(data), "train_also": list(map(str, train_also)), "field": args.field,
+                         "exclude": exclude, "split": args.split, "seeds": seeds, "members": args.member,
+                         "overrides": args.overrides})
     except (ValueError, OSError) as e:  # ours, shlex's, the rig's, the transcript's and the texts' are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -453,8 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         tables[mode] = (rows, mean_row(list(rows.values())))
         print()
         print(format_table(f"{mode_title(mode)}, {args.split} clips of the held-out {args.field}:", rows, tables[mode][1]))
-    result = {"data": str(data), "field": args.field, "split": args.split, "exclude": exclude,
-              "members": members, "overrides": args.overrides, "targets": {k: list(v) for k, v in TARGETS.items()},
+    result = {"data": str(data), "train_also": list(map(str, train_also)), "field": args.field, "split": args.split,
+              "exclude": exclude, "members": members, "overrides": args.overrides, "targets": {k: list(v) for k, v in TARGETS.items()},
               "tables": {m: {"folds": rows, "mean": mean, "met": meets(mean)} for m, (rows, mean) in tables.items()}}
     with atomic_write(out / "leave_one_out.json") as f:
         json.dump(result, f, indent=2)

@@ -114,6 +114,30 @@ def test_a_stopped_run_resumes_its_unfinished_fold(accents, tmp_path):
     assert "Resuming from" in log and json.loads((out / "us" / "done.json").read_text())["global_step"] == 100
 
 
+def test_train_also_adds_a_corpus_to_every_folds_training_without_the_held_out_value(accents, tmp_path):
+    taken = {json.loads(line)["id"] for line in (accents / "manifest.jsonl").read_text().splitlines()}
+    extra, rows = tmp_path / "extra", {"us": [], "other": []}
+    for line in (DEMO / "manifest.jsonl").read_text().splitlines():  # demo train clips the fixture left, ids apart
+        e = json.loads(line)
+        accent = "us" if e["speaker"].startswith("en-us") else "other"
+        if e["split"] == "train" and e["id"] not in taken and len(rows[accent]) < 2:
+            rows[accent].append({**e, "id": "extra_" + e["id"], "accent": accent,
+                                 **{k: str(DEMO / e[k]) for k in ("audio", "curves", "alignment")}})
+    extra.mkdir()
+    (extra / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows["us"] + rows["other"]))
+    out = tmp_path / "loo"
+    ran = _run(["--data", str(accents), "--out", str(out), "--field", "accent", "--hold-out", "us",
+                "--train-also", str(extra), *RECIPE, "trainer.max_steps=3"])
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    config = yaml.safe_load((out / "us" / "config.yaml").read_text())
+    assert config["data"]["root"] == [str(accents.resolve()), str(extra.resolve())]
+    left_out = COUNTS["train"] + COUNTS["val"] + 2  # the extra corpus's two us clips too
+    assert f"data.exclude: left out {left_out} clips with accent in ['us']" in (out / "logs" / "us.log").read_text()
+    result = json.loads((out / "leave_one_out.json").read_text())
+    assert result["train_also"] == [str(extra.resolve())]
+    assert result["tables"]["audio"]["folds"]["us"]["clips"] == COUNTS["test"]  # scored on --data alone
+
+
 def test_seeds_and_members_train_a_run_each_and_score_their_mean_curves(accents, tmp_path):
     out = tmp_path / "loo"
     ran = _run(["--data", str(accents), "--out", str(out), "--field", "accent", "--hold-out", "us", "--seeds", "1",
@@ -148,6 +172,7 @@ def test_seeds_and_members_train_a_run_each_and_score_their_mean_curves(accents,
     (["data.root=/elsewhere"], "leave_one_out sets data.root for each fold; use --data"),
     (["--hold-out", "scottish"], "no clip has accent=scottish; the corpus has other, us"),
     (["--exclude", "other"], "one value left (us) after --exclude"),
+    (["--train-also", "/nonexistent"], "--train-also /nonexistent: no manifest.jsonl there"),
     (["trainer.max_stepz=3"], "the train.py overrides do not compose"),
     (["--text", "xx-nope"], "xx-nope"),
     (["--seeds", "1,2", "seed=3"], "every --seeds/--member sets seed, so it would reach no run"),
