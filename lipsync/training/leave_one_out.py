@@ -172,7 +172,7 @@ def quoted(value: str | Path) -> str:
 
 
 def make_fold(value: str, out: Path, members: list[list[str]], data: Path, field: str, exclude: list[str],
-              overrides: list[str], train_also: list[Path] = ()) -> Fold:
+              overrides: list[str], train_also: list[Path]) -> Fold:
     left_out = "[" + ",".join(quoted(v) for v in [value, *exclude]) + "]"
     root = quoted(data) if not train_also else "[" + ",".join(quoted(r) for r in [data, *train_also]) + "]"
     base = [sys.executable, str(TRAIN_SCRIPT), *overrides, f"data.root={root}", f"++data.exclude.{field}={left_out}"]
@@ -465,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(format_table(f"{mode_title(mode)}, {args.split} clips of the held-out {args.field}:", rows, tables[mode][1]))
     result = {"data": str(data), "train_also": list(map(str, train_also)), "field": args.field, "split": args.split,
-              "exclude": exclude, "members": members, "overrides": args.overrides, "targets": {k: list(v) for k, v in TARGETS.items()},
+              "exclude": exclude, "members": members, "overrides": args.overrides,
+              "targets": {k: list(v) for k, v in TARGETS.items()},
               "tables": {m: {"folds": rows, "mean": mean, "met": meets(mean)} for m, (rows, mean) in tables.items()}}
     with atomic_write(out / "leave_one_out.json") as f:
         json.dump(result, f, indent=2)

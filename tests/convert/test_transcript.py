@@ -62,7 +62,7 @@ def test_bad_text_or_voice_is_refused(text, voice, message):
         text_to_clauses(text, voice)
 
 
-def test_text_places_closures_the_model_misses_on_a_language_it_never_heard(default_model):
+def test_text_removes_the_closures_the_model_invents_on_a_language_it_never_heard(default_model):
     """The default model never heard Japanese: it invents lip closures (3 of its 9 on this clip); the kana text
     removes them. (The model before the other-language Festival voices also missed some, and the text placed all
     six; this one puts a false closure 0.2 s before the /b/ at 3.18 s, and the text times that /b/ 150 ms early.)"""
