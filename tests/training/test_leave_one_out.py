@@ -23,19 +23,25 @@ RECIPE = [*SMALL, "trainer.val_check_interval=3"]
 COUNTS = {"train": 8, "val": 2, "test": 4}  # clips of each accent per split
 
 
+def _demo_rows() -> list[dict]:
+    """The demo's manifest rows with an ``accent`` field (espeak-ng's en-us voices vs the others), paths pointing at
+    the demo."""
+    rows = [json.loads(line) for line in (DEMO / "manifest.jsonl").read_text().splitlines()]
+    return [{**e, "accent": "us" if e["speaker"].startswith("en-us") else "other",
+             **{k: str(DEMO / e[k]) for k in ("audio", "curves", "alignment")}} for e in rows]
+
+
 @pytest.fixture(scope="module")
 def accents(tmp_path_factory):
-    """Demo clips with an ``accent`` field (espeak-ng's en-us voices vs the others), paths pointing at the demo."""
+    """COUNTS demo clips of each accent per split."""
     out = tmp_path_factory.mktemp("accents")
     taken: dict[tuple[str, str], int] = {}
     lines = []
-    for line in (DEMO / "manifest.jsonl").read_text().splitlines():
-        e = json.loads(line)
-        accent = "us" if e["speaker"].startswith("en-us") else "other"
-        if taken.get((e["split"], accent), 0) == COUNTS[e["split"]]:
+    for e in _demo_rows():
+        if taken.get((e["split"], e["accent"]), 0) == COUNTS[e["split"]]:
             continue
-        taken[(e["split"], accent)] = taken.get((e["split"], accent), 0) + 1
-        lines.append(json.dumps({**e, "accent": accent, **{k: str(DEMO / e[k]) for k in ("audio", "curves", "alignment")}}))
+        taken[(e["split"], e["accent"])] = taken.get((e["split"], e["accent"]), 0) + 1
+        lines.append(json.dumps(e))
     (out / "manifest.jsonl").write_text("\n".join(lines) + "\n")
     return out
 
@@ -117,12 +123,9 @@ def test_a_stopped_run_resumes_its_unfinished_fold(accents, tmp_path):
 def test_train_also_adds_a_corpus_to_every_folds_training_without_the_held_out_value(accents, tmp_path):
     taken = {json.loads(line)["id"] for line in (accents / "manifest.jsonl").read_text().splitlines()}
     extra, rows = tmp_path / "extra", {"us": [], "other": []}
-    for line in (DEMO / "manifest.jsonl").read_text().splitlines():  # demo train clips the fixture left, ids apart
-        e = json.loads(line)
-        accent = "us" if e["speaker"].startswith("en-us") else "other"
-        if e["split"] == "train" and e["id"] not in taken and len(rows[accent]) < 2:
-            rows[accent].append({**e, "id": "extra_" + e["id"], "accent": accent,
-                                 **{k: str(DEMO / e[k]) for k in ("audio", "curves", "alignment")}})
+    for e in _demo_rows():  # demo train clips the fixture left, ids apart
+        if e["split"] == "train" and e["id"] not in taken and len(rows[e["accent"]]) < 2:
+            rows[e["accent"]].append({**e, "id": "extra_" + e["id"]})
     extra.mkdir()
     (extra / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows["us"] + rows["other"]))
     out = tmp_path / "loo"
