@@ -1,14 +1,19 @@
 """Rhubarb Lip Sync-compatible mouth cues (shapes A-H and X) from oculus15 curves.
 
-2D tools (After Effects, Moho, Spine, Godot and Unity plugins) read Rhubarb's
-output. We write its two text layouts:
+2D tools (After Effects, Moho, OpenToonz, Spine, Godot and Unity plugins) read
+Rhubarb's output. We write three of its layouts:
 
 - TSV: one ``start<TAB>shape`` line per cue, then a last line ``end<TAB>X``
   (the mouth closes when the audio ends);
 - JSON: ``{"metadata": {"soundFile", "duration"}, "mouthCues": [{"start",
   "end", "value"}, ...]}``;
+- Moho switch data (``.dat``, which Moho and OpenToonz import onto a mouth
+  switch layer): ``MohoSwitch1``, then ``<frame> <shape>`` per cue, frames
+  counted from 1 at the curves' frame rate, and the rest shape at the frame
+  where the audio ends. The layer's drawings are named after the shapes:
+  A-H and X, or Preston Blair's mouth names (Papagayo's set, ``PRESTON_BLAIR``).
 
-times in seconds with two decimals, as Rhubarb writes them.
+TSV and JSON times are in seconds with two decimals, as Rhubarb writes them.
 
 Viseme -> shape mapping (Rhubarb's shape descriptions in brackets):
 
@@ -51,6 +56,8 @@ VISEME_SHAPE = {
 }
 REST_LEVEL = 0.15
 MIN_CUE_S = 0.07
+# Each shape's Preston Blair mouth (the names of Papagayo's drawings); WQ, a rounder U, has no shape of its own.
+PRESTON_BLAIR = {"A": "MBP", "B": "etc", "C": "E", "D": "AI", "E": "O", "F": "U", "G": "FV", "H": "L", "X": "rest"}
 
 
 @dataclass(frozen=True)
@@ -171,5 +178,17 @@ def write_rhubarb_json(
         "  ]",
         "}",
     ]
+    with atomic_write(path, "w", overwrite=overwrite, newline="", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def write_moho_dat(curves: Curves, path: str | Path, overwrite: bool = True, preston_blair: bool = False,
+                   min_cue_s: float = MIN_CUE_S) -> None:
+    """Moho switch data at the curves' frame rate (cues start on whole frames: they are runs of frames)."""
+    cues = mouth_cues(curves, min_cue_s)
+    names = PRESTON_BLAIR if preston_blair else {shape: shape for shape in SHAPES}
+    lines = ["MohoSwitch1"] + [f"{round(c.start * curves.fps) + 1} {names[c.value]}" for c in cues]
+    if cues[-1].value != "X":
+        lines.append(f"{curves.n_frames + 1} {names['X']}")
     with atomic_write(path, "w", overwrite=overwrite, newline="", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")

@@ -8,6 +8,8 @@ format's suffix for each format, each file atomically:
 - ``livelink``     ``<base>.livelink.csv``: Live Link Face CSV (arkit52 rigs)
 - ``rhubarb-tsv``  ``<base>.rhubarb.tsv``: Rhubarb mouth cues, TSV (oculus15 rigs)
 - ``rhubarb-json`` ``<base>.rhubarb.json``: Rhubarb mouth cues, JSON (oculus15 rigs)
+- ``moho``         ``<base>.moho.dat``: the same cues as Moho / OpenToonz switch data, shapes A-H and X
+- ``moho-preston-blair`` ``<base>.preston-blair.dat``: the same with Preston Blair's mouth names (MBP, AI, ...)
 - ``npz``          ``<base>.npz``: ``values`` [T, C] float32, ``channels``, ``fps``
 - ``phones``       ``<base>.phones.tsv``: the dialogue text's timed IPA phones (``start end phone``,
   pauses as gaps; conversion with ``--text`` only), which ``prepare_data.py alignments`` reads back
@@ -24,7 +26,7 @@ from lipsync.atomic import atomic_write
 from lipsync.curves import Curves, CurvesError
 from lipsync.curves.csv import write_curves_csv
 from lipsync.curves.livelink import livelink_column_order, write_livelink_csv
-from lipsync.curves.rhubarb import VISEME_SHAPE, write_rhubarb_json, write_rhubarb_tsv
+from lipsync.curves.rhubarb import VISEME_SHAPE, write_moho_dat, write_rhubarb_json, write_rhubarb_tsv
 from lipsync.data.alignment import write_alignment_tsv
 from lipsync.rigs import Rig
 from lipsync.rigs.coarticulation import Phone
@@ -35,10 +37,13 @@ FORMAT_SUFFIXES = {
     "livelink": ".livelink.csv",
     "rhubarb-tsv": ".rhubarb.tsv",
     "rhubarb-json": ".rhubarb.json",
+    "moho": ".moho.dat",
+    "moho-preston-blair": ".preston-blair.dat",
     "npz": ".npz",
     "phones": ".phones.tsv",
 }
 FORMATS = tuple(FORMAT_SUFFIXES)
+MOUTH_CUE_FORMATS = frozenset({"rhubarb-tsv", "rhubarb-json", "moho", "moho-preston-blair"})  # oculus15 rigs only
 JSON_FORMAT_ID = "lipsync.curves"
 JSON_FORMAT_VERSION = 1
 
@@ -57,10 +62,11 @@ def check_formats_fit_rig(formats: Iterable[str], rig: Rig) -> None:
     formats = set(formats)
     if "livelink" in formats:
         livelink_column_order(rig, rig.channels)
-    if formats & {"rhubarb-tsv", "rhubarb-json"}:
+    if formats & MOUTH_CUE_FORMATS:
         missing = [v for v in VISEME_SHAPE if v not in rig.channels]
         if missing:
-            raise CurvesError(f"Rhubarb formats need an oculus15 model; rig {rig.name!r} lacks {missing[:5]}")
+            raise CurvesError(f"mouth-cue formats ({', '.join(sorted(formats & MOUTH_CUE_FORMATS))}) need an "
+                              f"oculus15 model; rig {rig.name!r} lacks {missing[:5]}")
 
 
 def output_path(out_base: str | Path, fmt: str) -> Path:
@@ -123,6 +129,8 @@ def write_outputs(
             write_rhubarb_tsv(curves, path, overwrite=overwrite)
         elif fmt == "rhubarb-json":
             write_rhubarb_json(curves, path, sound_file=sound_file, overwrite=overwrite)
+        elif fmt in ("moho", "moho-preston-blair"):
+            write_moho_dat(curves, path, overwrite=overwrite, preston_blair=fmt == "moho-preston-blair")
         elif fmt == "npz":
             write_npz(curves, path, overwrite=overwrite)
         elif fmt == "phones":

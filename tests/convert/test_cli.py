@@ -126,12 +126,17 @@ def test_real_speech_all_formats_with_postprocessing(tmp_path, tiny_onnx, tiny_o
         pytest.skip("/usr/share/sounds/alsa missing: install Debian alsa-utils for real speech samples")
     out = tmp_path / "out"
     rc = main([*map(str, alsa), "--model", str(tiny_onnx), "--out", str(out), "--fps", "24", "--smooth", "savgol",
-               "--format", "csv,json,rhubarb-tsv,rhubarb-json,npz", "--no-progress"])
+               "--format", "csv,json,rhubarb-tsv,rhubarb-json,moho,npz", "--no-progress"])
     assert rc == EXIT_OK, capsys.readouterr()
     for wav in alsa:
         curves = read_curves_csv(out / f"{wav.stem}.csv")
         assert curves.fps == 24.0 and curves.n_frames == num_frames(round(sf.info(str(wav)).duration * 16000), 24.0)
-        assert (out / f"{wav.stem}.rhubarb.tsv").read_text().endswith("\tX\n")
+        tsv = (out / f"{wav.stem}.rhubarb.tsv").read_text()
+        assert tsv.endswith("\tX\n")
+        dat = (out / f"{wav.stem}.moho.dat").read_text().splitlines()
+        assert dat[0] == "MohoSwitch1" and dat[-1].endswith(" X")  # Moho keys at --fps, from frame 1
+        cues = [line.split("\t") for line in tsv.splitlines()[:-1]]
+        assert dat[1:len(cues) + 1] == [f"{round(float(t) * 24) + 1} {shape}" for t, shape in cues]
     rc = main([*map(str, alsa[:2]), "--model", str(tiny_onnx_arkit), "--out", str(out / "arkit"),
                "--format", "livelink", "--smooth", "one-euro", "--no-progress"])
     assert rc == EXIT_OK

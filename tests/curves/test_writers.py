@@ -144,9 +144,30 @@ def test_rhubarb_tsv_and_json_layouts(tmp_path):
     assert [c["start"] for c in cues] == times[:-1]
 
 
-def test_rhubarb_needs_oculus15_curves(tmp_path):
+def test_moho_switch_data_keys_each_cue_on_its_frame(tmp_path):
+    curves = _viseme_script(30.0, [("sil", 0.2), ("aa", 0.4), ("PP", 0.1), ("ih", 0.3), ("sil", 0.25)])
+    write_outputs(curves, tmp_path / "line", ["moho", "moho-preston-blair", "rhubarb-tsv"], OCULUS)
+    assert (tmp_path / "line.moho.dat").read_text() == "MohoSwitch1\n1 X\n7 D\n19 A\n22 C\n31 X\n"
+    assert (tmp_path / "line.preston-blair.dat").read_text() == "MohoSwitch1\n1 rest\n7 AI\n19 MBP\n22 E\n31 rest\n"
+    # the same cues as the Rhubarb TSV: frame = time x fps + 1 (Moho counts frames from 1)
+    tsv = [line.split("\t") for line in (tmp_path / "line.rhubarb.tsv").read_text().splitlines()[:-1]]
+    dat = [line.split() for line in (tmp_path / "line.moho.dat").read_text().splitlines()[1:]]
+    assert dat == [[str(round(float(t) * 30) + 1), shape] for t, shape in tsv]
+
+
+def test_moho_switch_data_rests_where_the_audio_ends_mid_word(tmp_path):
+    curves = _viseme_script(24.0, [("sil", 0.1), ("ou", 0.3)])  # 2 + 7 frames at 24 fps, no silence at the end
+    write_outputs(curves, tmp_path / "cut", ["moho", "moho-preston-blair"], OCULUS)
+    assert (tmp_path / "cut.moho.dat").read_text() == "MohoSwitch1\n1 X\n3 F\n10 X\n"
+    assert (tmp_path / "cut.preston-blair.dat").read_text() == "MohoSwitch1\n1 rest\n3 U\n10 rest\n"
+
+
+@pytest.mark.parametrize("fmt", ["rhubarb-json", "moho", "moho-preston-blair"])
+def test_mouth_cue_formats_need_oculus15_curves(tmp_path, fmt):
     with pytest.raises(CurvesError, match="oculus15"):
-        write_outputs(_random_curves(ARKIT.channels), tmp_path / "t", ["rhubarb-json"], ARKIT)
+        write_outputs(_random_curves(ARKIT.channels), tmp_path / "t", [fmt], ARKIT)
+    with pytest.raises(CurvesError, match=f"{fmt}.*oculus15"):
+        check_formats_fit_rig(["csv", fmt], ARKIT)
 
 
 def test_rhubarb_merging_is_fast_and_complete_on_long_noisy_curves():
@@ -172,4 +193,5 @@ def test_format_names():
     with pytest.raises(CurvesError, match="rhubarb-tsv"):
         parse_formats("csv,fbx")
     assert {output_path("o/a.b", f).name for f in FORMATS} == {
-        "a.b.csv", "a.b.json", "a.b.livelink.csv", "a.b.rhubarb.tsv", "a.b.rhubarb.json", "a.b.npz", "a.b.phones.tsv"}
+        "a.b.csv", "a.b.json", "a.b.livelink.csv", "a.b.rhubarb.tsv", "a.b.rhubarb.json", "a.b.moho.dat",
+        "a.b.preston-blair.dat", "a.b.npz", "a.b.phones.tsv"}
