@@ -1,6 +1,6 @@
 """Convert speech audio to animation curves:
 
-    python scripts/convert.py INPUT... --model model.onnx --out OUTDIR --format csv,json,livelink,rhubarb-tsv,rhubarb-json,npz --fps 30
+    python scripts/convert.py INPUT... --model model.onnx --out OUTDIR --format csv,json,rhubarb-tsv,vrma --fps 30
 """
 import sys
 

@@ -10,6 +10,7 @@ format's suffix for each format, each file atomically:
 - ``rhubarb-json`` ``<base>.rhubarb.json``: Rhubarb mouth cues, JSON (oculus15 rigs)
 - ``moho``         ``<base>.moho.dat``: the same cues as Moho / OpenToonz switch data, shapes A-H and X
 - ``moho-preston-blair`` ``<base>.preston-blair.dat``: the same with Preston Blair's mouth names (MBP, AI, ...)
+- ``vrma``         ``<base>.vrma``: VRM Animation, expression tracks for VRM 1.0 avatars (VTuber tools)
 - ``npz``          ``<base>.npz``: ``values`` [T, C] float32, ``channels``, ``fps``
 - ``phones``       ``<base>.phones.tsv``: the dialogue text's timed IPA phones (``start end phone``,
   pauses as gaps; conversion with ``--text`` only), which ``prepare_data.py alignments`` reads back
@@ -27,6 +28,7 @@ from lipsync.curves import Curves, CurvesError
 from lipsync.curves.csv import write_curves_csv
 from lipsync.curves.livelink import livelink_column_order, write_livelink_csv
 from lipsync.curves.rhubarb import VISEME_SHAPE, write_moho_dat, write_rhubarb_json, write_rhubarb_tsv
+from lipsync.curves.vrma import expression_names, write_vrma
 from lipsync.data.alignment import write_alignment_tsv
 from lipsync.rigs import Rig
 from lipsync.rigs.coarticulation import Phone
@@ -39,6 +41,7 @@ FORMAT_SUFFIXES = {
     "rhubarb-json": ".rhubarb.json",
     "moho": ".moho.dat",
     "moho-preston-blair": ".preston-blair.dat",
+    "vrma": ".vrma",
     "npz": ".npz",
     "phones": ".phones.tsv",
 }
@@ -62,6 +65,8 @@ def check_formats_fit_rig(formats: Iterable[str], rig: Rig) -> None:
     formats = set(formats)
     if "livelink" in formats:
         livelink_column_order(rig, rig.channels)
+    if "vrma" in formats:
+        expression_names(rig.channels)
     if formats & MOUTH_CUE_FORMATS:
         missing = [v for v in VISEME_SHAPE if v not in rig.channels]
         if missing:
@@ -131,6 +136,8 @@ def write_outputs(
             write_rhubarb_json(curves, path, sound_file=sound_file, overwrite=overwrite)
         elif fmt in ("moho", "moho-preston-blair"):
             write_moho_dat(curves, path, overwrite=overwrite, preston_blair=fmt == "moho-preston-blair")
+        elif fmt == "vrma":
+            write_vrma(curves, path, overwrite=overwrite, clip_name=Path(sound_file).stem or Path(out_base_path).name)
         elif fmt == "npz":
             write_npz(curves, path, overwrite=overwrite)
         elif fmt == "phones":

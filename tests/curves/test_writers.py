@@ -194,4 +194,4 @@ def test_format_names():
         parse_formats("csv,fbx")
     assert {output_path("o/a.b", f).name for f in FORMATS} == {
         "a.b.csv", "a.b.json", "a.b.livelink.csv", "a.b.rhubarb.tsv", "a.b.rhubarb.json", "a.b.moho.dat",
-        "a.b.preston-blair.dat", "a.b.npz", "a.b.phones.tsv"}
+        "a.b.preston-blair.dat", "a.b.vrma", "a.b.npz", "a.b.phones.tsv"}
