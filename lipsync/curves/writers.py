@@ -10,6 +10,7 @@ format's suffix for each format, each file atomically:
 - ``rhubarb-json`` ``<base>.rhubarb.json``: Rhubarb mouth cues, JSON (oculus15 rigs)
 - ``moho``         ``<base>.moho.dat``: the same cues as Moho / OpenToonz switch data, shapes A-H and X
 - ``moho-preston-blair`` ``<base>.preston-blair.dat``: the same with Preston Blair's mouth names (MBP, AI, ...)
+- ``live2d``       ``<base>.motion3.json``: Live2D Cubism motion, the mouth parameters of 2D models (oculus15 rigs)
 - ``vrma``         ``<base>.vrma``: VRM Animation, expression tracks for VRM 1.0 avatars (VTuber tools)
 - ``npz``          ``<base>.npz``: ``values`` [T, C] float32, ``channels``, ``fps``
 - ``phones``       ``<base>.phones.tsv``: the dialogue text's timed IPA phones (``start end phone``,
@@ -27,10 +28,11 @@ from lipsync.atomic import atomic_write
 from lipsync.curves import Curves, CurvesError
 from lipsync.curves.csv import write_curves_csv
 from lipsync.curves.livelink import livelink_column_order, write_livelink_csv
-from lipsync.curves.rhubarb import VISEME_SHAPE, write_moho_dat, write_rhubarb_json, write_rhubarb_tsv
+from lipsync.curves.live2d import write_motion3_json
+from lipsync.curves.rhubarb import write_moho_dat, write_rhubarb_json, write_rhubarb_tsv
 from lipsync.curves.vrma import expression_names, write_vrma
 from lipsync.data.alignment import write_alignment_tsv
-from lipsync.rigs import Rig
+from lipsync.rigs import VISEMES, Rig
 from lipsync.rigs.coarticulation import Phone
 
 FORMAT_SUFFIXES = {
@@ -41,12 +43,13 @@ FORMAT_SUFFIXES = {
     "rhubarb-json": ".rhubarb.json",
     "moho": ".moho.dat",
     "moho-preston-blair": ".preston-blair.dat",
+    "live2d": ".motion3.json",
     "vrma": ".vrma",
     "npz": ".npz",
     "phones": ".phones.tsv",
 }
 FORMATS = tuple(FORMAT_SUFFIXES)
-MOUTH_CUE_FORMATS = frozenset({"rhubarb-tsv", "rhubarb-json", "moho", "moho-preston-blair"})  # oculus15 rigs only
+VISEME_FORMATS = frozenset({"rhubarb-tsv", "rhubarb-json", "moho", "moho-preston-blair", "live2d"})  # oculus15 rigs only
 JSON_FORMAT_ID = "lipsync.curves"
 JSON_FORMAT_VERSION = 1
 
@@ -67,10 +70,10 @@ def check_formats_fit_rig(formats: Iterable[str], rig: Rig) -> None:
         livelink_column_order(rig, rig.channels)
     if "vrma" in formats:
         expression_names(rig.channels)
-    if formats & MOUTH_CUE_FORMATS:
-        missing = [v for v in VISEME_SHAPE if v not in rig.channels]
+    if formats & VISEME_FORMATS:
+        missing = [v for v in VISEMES if v not in rig.channels]
         if missing:
-            raise CurvesError(f"mouth-cue formats ({', '.join(sorted(formats & MOUTH_CUE_FORMATS))}) need an "
+            raise CurvesError(f"formats drawn from visemes ({', '.join(sorted(formats & VISEME_FORMATS))}) need an "
                               f"oculus15 model; rig {rig.name!r} lacks {missing[:5]}")
 
 
@@ -136,6 +139,8 @@ def write_outputs(
             write_rhubarb_json(curves, path, sound_file=sound_file, overwrite=overwrite)
         elif fmt in ("moho", "moho-preston-blair"):
             write_moho_dat(curves, path, overwrite=overwrite, preston_blair=fmt == "moho-preston-blair")
+        elif fmt == "live2d":
+            write_motion3_json(curves, path, overwrite=overwrite)
         elif fmt == "vrma":
             write_vrma(curves, path, overwrite=overwrite, clip_name=Path(sound_file).stem or Path(out_base_path).name)
         elif fmt == "npz":

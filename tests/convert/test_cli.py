@@ -127,7 +127,7 @@ def test_real_speech_all_formats_with_postprocessing(tmp_path, tiny_onnx, tiny_o
         pytest.skip("/usr/share/sounds/alsa missing: install Debian alsa-utils for real speech samples")
     out = tmp_path / "out"
     rc = main([*map(str, alsa), "--model", str(tiny_onnx), "--out", str(out), "--fps", "24", "--smooth", "savgol",
-               "--format", "csv,json,rhubarb-tsv,rhubarb-json,moho,vrma,npz", "--no-progress"])
+               "--format", "csv,json,rhubarb-tsv,rhubarb-json,moho,live2d,vrma,npz", "--no-progress"])
     assert rc == EXIT_OK, capsys.readouterr()
     for wav in alsa:
         curves = read_curves_csv(out / f"{wav.stem}.csv")
@@ -138,6 +138,10 @@ def test_real_speech_all_formats_with_postprocessing(tmp_path, tiny_onnx, tiny_o
         assert dat[0] == "MohoSwitch1" and dat[-1].endswith(" X")  # Moho keys at --fps, from frame 1
         cues = [line.split("\t") for line in tsv.splitlines()[:-1]]
         assert dat[1:len(cues) + 1] == [f"{round(float(t) * 24) + 1} {shape}" for t, shape in cues]
+        motion = json.loads((out / f"{wav.stem}.motion3.json").read_text())  # a point per frame, per parameter
+        assert [c["Id"] for c in motion["Curves"]] == ["ParamMouthOpenY", "ParamMouthForm"]
+        assert motion["Meta"]["TotalPointCount"] == 2 * curves.n_frames and motion["Meta"]["Fps"] == 24.0
+        assert all(len(c["Segments"]) == 3 * curves.n_frames - 1 for c in motion["Curves"])
         times, tracks = vrma_tracks(out / f"{wav.stem}.vrma")  # the open-mouth preset keys the CSV's aa
         np.testing.assert_allclose(times, curves.times, atol=1e-6)
         np.testing.assert_allclose(tracks["preset:aa"][:, 0], curves.values[:, VISEMES.index("aa")], atol=5e-5)

@@ -162,8 +162,8 @@ def test_moho_switch_data_rests_where_the_audio_ends_mid_word(tmp_path):
     assert (tmp_path / "cut.preston-blair.dat").read_text() == "MohoSwitch1\n1 rest\n3 U\n10 rest\n"
 
 
-@pytest.mark.parametrize("fmt", ["rhubarb-json", "moho", "moho-preston-blair"])
-def test_mouth_cue_formats_need_oculus15_curves(tmp_path, fmt):
+@pytest.mark.parametrize("fmt", ["rhubarb-json", "moho", "moho-preston-blair", "live2d"])
+def test_viseme_formats_need_oculus15_curves(tmp_path, fmt):
     with pytest.raises(CurvesError, match="oculus15"):
         write_outputs(_random_curves(ARKIT.channels), tmp_path / "t", [fmt], ARKIT)
     with pytest.raises(CurvesError, match=f"{fmt}.*oculus15"):
@@ -194,4 +194,4 @@ def test_format_names():
         parse_formats("csv,fbx")
     assert {output_path("o/a.b", f).name for f in FORMATS} == {
         "a.b.csv", "a.b.json", "a.b.livelink.csv", "a.b.rhubarb.tsv", "a.b.rhubarb.json", "a.b.moho.dat",
-        "a.b.preston-blair.dat", "a.b.vrma", "a.b.npz", "a.b.phones.tsv"}
+        "a.b.preston-blair.dat", "a.b.motion3.json", "a.b.vrma", "a.b.npz", "a.b.phones.tsv"}
