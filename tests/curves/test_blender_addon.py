@@ -1,0 +1,64 @@
+"""The Blender add-on, run in Blender's own Python on curves the converter writes."""
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lipsync.curves import Curves
+from lipsync.curves.writers import write_outputs
+from lipsync.rigs import VISEMES, load_rig
+from support import REPO
+
+ADDON = REPO / "lipsync" / "curves" / "blender_addon.py"
+CHECK = Path(__file__).with_name("blender_check.py")
+
+
+def _blender_command() -> list[str]:
+    """Blender, or a Python with the bpy module: $LIPSYNC_BLENDER, .venv-blender (as .ci/run makes it), PATH."""
+    found = os.environ.get("LIPSYNC_BLENDER") or next(
+        (str(p) for p in [REPO / ".venv-blender" / "bin" / "python"] if p.exists()), None) or shutil.which("blender")
+    if not found:
+        pytest.skip("no Blender: set LIPSYNC_BLENDER to a blender executable or a Python with bpy, or make "
+                    ".venv-blender as .ci/run does (python3.11 -m venv .venv-blender && "
+                    ".venv-blender/bin/pip install bpy==5.0.1)")
+    if Path(found).name.startswith("blender"):
+        return [found, "--background", "--factory-startup", "--python", str(CHECK), "--"]
+    return [found, str(CHECK)]
+
+
+def test_shape_keys_follow_the_curves_from_the_start_frame(tmp_path):
+    rows = np.zeros((15, len(VISEMES)), np.float32)  # half a second at 30 fps: rest, open "aa", closed lips
+    rows[:, VISEMES.index("sil")] = np.r_[np.ones(5), np.zeros(10)]
+    rows[:, VISEMES.index("aa")] = np.r_[np.zeros(5), np.linspace(0.2, 1.0, 5), np.zeros(5)]
+    rows[:, VISEMES.index("PP")] = np.r_[np.zeros(10), np.ones(5)]
+    rows[:, VISEMES.index("ih")] = 0.25
+    curves = Curves(rows, VISEMES, 30.0)
+    write_outputs(curves, tmp_path / "line", ["json"], load_rig("oculus15"))
+    (tmp_path / "other.json").write_text('{"frames": []}')
+
+    run = subprocess.run([*_blender_command(), str(ADDON), str(tmp_path / "line.json"), str(tmp_path / "other.json")],
+                         capture_output=True, text=True, timeout=300)
+    lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+    assert run.returncode == 0 and lines, run.stdout[-2000:] + run.stderr[-2000:]
+    result = json.loads(lines[-1][len("RESULT "):])
+
+    assert result["import"] == ["FINISHED"] and result["action"] == "line"
+    assert result["old_action_kept"]  # the replaced action gets a fake user, so saving keeps it
+    assert "not lipsync curves" in result["refused"] and "--format json" in result["refused"]
+    # 15 frames at 30 fps are 12 scene frames at 24 fps, from frame 10: the scene is extended to cover them
+    assert result["frame_end"] >= 22
+    values = {int(f): v for f, v in result["values"].items()}
+    for frame, keyed in values.items():
+        t = (frame - 10) / 24  # seconds into the line
+        expect = {name: float(np.interp(t, curves.times, rows[:, VISEMES.index(channel)]))
+                  for name, channel in [("vrc.v_aa", "aa"), ("VRC.V_PP", "PP"), ("viseme_I", "ih"), ("sil", "sil")]}
+        for name, value in expect.items():
+            assert keyed[name] == pytest.approx(value, abs=1e-5), (frame, name)
+        assert keyed["unrelated"] == pytest.approx(0.3)  # a shape key no channel names keeps its value
+    assert values[13]["vrc.v_aa"] == 0.0 and values[19]["VRC.V_PP"] == 1.0  # t = 0.125 s: rest; 0.375 s: closed
+    assert result["match"] == {"aa": "vrc.v_aa", "ih": "viseme_I", "oh": "O", "ou": "mouth_ou", "jawOpen": "JawOpen",
+                               "PP": "PP"}
