@@ -10,7 +10,8 @@ and with the usual prefixes: ``aa``, ``vrc.v_aa`` (VRChat's visemes), ``viseme_a
 (Ready Player Me) or a prefix you give; oculus15's ``ih``, ``oh`` and ``ou``
 also match the Oculus SDK's ``I``, ``O`` and ``U``, and arkit52's names match
 "Perfect Sync" shape keys such as ``JawOpen``. Keys go in a new action, linear
-between frames, from the start frame on at the scene's frame rate. An action the
+between frames, from the start frame on at the scene's frame rate, and the audio
+the curves were made from goes in the sequencer at the same frame. An action the
 shape keys already had is kept (with a fake user, so saving does not drop it).
 """
 
@@ -18,7 +19,7 @@ import json
 from pathlib import Path
 
 import bpy
-from bpy.props import IntProperty, StringProperty
+from bpy.props import BoolProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
 bl_info = {
@@ -104,6 +105,21 @@ def key_shape_keys(obj, doc: dict, start_frame: int, prefix: str = "", name: str
     return matches, [c for c in channels if c not in matches]
 
 
+def add_audio(scene, doc: dict, start_frame: int, name: str):
+    """Put the converted audio (the JSON's ``source.path``) in the sequencer at the start frame, on a free
+    channel, so the line plays while scrubbing. Returns the strip."""
+    path = Path(str((doc.get("source") or {}).get("path", "")))
+    if not path.is_file():
+        raise CurvesFileError(f"the audio {str(path)!r} named in the curves file is not there; keys were set without it")
+    editor = scene.sequence_editor or scene.sequence_editor_create()
+    strips = editor.strips if hasattr(editor, "strips") else editor.sequences  # renamed in Blender 4.4
+    channel = 1 + max((strip.channel for strip in strips), default=0)
+    try:
+        return strips.new_sound(name, str(path), channel=channel, frame_start=start_frame)
+    except RuntimeError as e:  # e.g. a Blender build without audio
+        raise CurvesFileError(f"could not add the audio {str(path)!r}: {e}") from e
+
+
 class ImportLipsyncCurves(bpy.types.Operator, ImportHelper):
     """Key the selected mesh's shape keys from lipsync curves"""
 
@@ -115,6 +131,8 @@ class ImportLipsyncCurves(bpy.types.Operator, ImportHelper):
     start_frame: IntProperty(name="Start frame", description="Scene frame of the audio's start", default=1)
     prefix: StringProperty(name="Shape key prefix", description="e.g. 'mouth_' for shape keys named mouth_aa",
                            default="")
+    with_audio: BoolProperty(name="Add the audio", description="Put the converted audio file in the sequencer",
+                             default=True)
 
     def invoke(self, context, event):
         self.start_frame = context.scene.frame_current
@@ -130,6 +148,11 @@ class ImportLipsyncCurves(bpy.types.Operator, ImportHelper):
             return {"CANCELLED"}
         if unmatched:
             self.report({"WARNING"}, f"no shape key for {len(unmatched)} channel(s): {', '.join(unmatched)}")
+        if self.with_audio:
+            try:
+                add_audio(context.scene, doc, self.start_frame, Path(self.filepath).stem)
+            except CurvesFileError as e:
+                self.report({"WARNING"}, str(e))
         self.report({"INFO"}, f"keyed {len(matches)} shape keys, {len(doc['frames'])} frames at {doc['fps']} fps")
         return {"FINISHED"}
 

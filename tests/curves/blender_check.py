@@ -30,9 +30,12 @@ key = face.data.shape_keys
 old = bpy.data.actions.new("earlier_take")
 key.animation_data_create().action = old
 
-result = {"version": bpy.app.version_string}
+result = {"version": bpy.app.version_string, "has_audio": bpy.app.build_options.audaspace}
 result["import"] = sorted(bpy.ops.import_anim.lipsync_curves(filepath=curves_path, start_frame=10))
 result["action"] = key.animation_data.action.name
+editor = scene.sequence_editor
+strips = [] if editor is None else list(editor.strips if hasattr(editor, "strips") else editor.sequences)
+result["audio"] = [(strip.sound.filepath, strip.frame_start) for strip in strips]
 result["old_action_kept"] = old.use_fake_user
 result["frame_end"] = scene.frame_end
 result["values"] = {}  # scene frame -> {shape key: value}

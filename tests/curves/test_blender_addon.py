@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from lipsync.curves import Curves
 from lipsync.curves.writers import write_outputs
@@ -37,7 +38,9 @@ def test_shape_keys_follow_the_curves_from_the_start_frame(tmp_path):
     rows[:, VISEMES.index("PP")] = np.r_[np.zeros(10), np.ones(5)]
     rows[:, VISEMES.index("ih")] = 0.25
     curves = Curves(rows, VISEMES, 30.0)
-    write_outputs(curves, tmp_path / "line", ["json"], load_rig("oculus15"))
+    audio = tmp_path / "line.wav"
+    sf.write(audio, np.zeros(8000, np.float32), 16000)
+    write_outputs(curves, tmp_path / "line", ["json"], load_rig("oculus15"), metadata={"source": {"path": str(audio)}})
     (tmp_path / "other.json").write_text('{"frames": []}')
 
     run = subprocess.run([*_blender_command(), str(ADDON), str(tmp_path / "line.json"), str(tmp_path / "other.json")],
@@ -47,6 +50,10 @@ def test_shape_keys_follow_the_curves_from_the_start_frame(tmp_path):
     result = json.loads(lines[-1][len("RESULT "):])
 
     assert result["import"] == ["FINISHED"] and result["action"] == "line"
+    if result["has_audio"]:  # Blender and the bpy 5.0.1 module have audio; the bpy 4.2 module is built without
+        assert result["audio"] == [[str(audio), 10.0]]  # the line's audio, in the sequencer at the start frame
+    else:
+        assert result["audio"] == []
     assert result["old_action_kept"]  # the replaced action gets a fake user, so saving keeps it
     assert "not lipsync curves" in result["refused"] and "--format json" in result["refused"]
     # 15 frames at 30 fps are 12 scene frames at 24 fps, from frame 10: the scene is extended to cover them
