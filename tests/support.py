@@ -41,3 +41,18 @@ def vrma_tracks(path: str | Path):
         assert channel.target.path == "translation" and sampler.interpolation == "LINEAR"
         tracks[node_expression[channel.target.node]] = accessor(sampler.output)
     return accessor(inputs.pop())[:, 0], tracks
+
+
+def viseme_script(fps: float, script: list[tuple[str, float]]):
+    """oculus15 curves where each (viseme, seconds) segment has that viseme at 0.9 and every other at 0.05."""
+    import numpy as np
+
+    from lipsync.curves import Curves
+    from lipsync.rigs import VISEMES
+
+    rows = []
+    for viseme, seconds in script:
+        row = np.full(len(VISEMES), 0.05, np.float32)
+        row[VISEMES.index(viseme)] = 0.9
+        rows += [row] * int(round(seconds * fps))
+    return Curves(np.stack(rows), VISEMES, fps)

@@ -6,18 +6,9 @@ import numpy as np
 from lipsync.curves import Curves
 from lipsync.curves.writers import write_outputs
 from lipsync.rigs import VISEMES, load_rig
+from support import viseme_script
 
 OCULUS = load_rig("oculus15")
-
-
-def _script(fps: float, script: list[tuple[str, float]]) -> Curves:
-    """Each (viseme, seconds) segment has that viseme at 0.9 and every other at 0.05."""
-    rows = []
-    for viseme, seconds in script:
-        row = np.full(len(VISEMES), 0.05, np.float32)
-        row[VISEMES.index(viseme)] = 0.9
-        rows += [row] * int(round(seconds * fps))
-    return Curves(np.stack(rows), VISEMES, fps)
 
 
 def _curves_of(doc: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -33,7 +24,7 @@ def _curves_of(doc: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def test_motion_meta_counts_match_its_curves(tmp_path):
-    curves = _script(30.0, [("sil", 0.2), ("aa", 0.3), ("sil", 0.2)])
+    curves = viseme_script(30.0, [("sil", 0.2), ("aa", 0.3), ("sil", 0.2)])
     (path,) = write_outputs(curves, tmp_path / "line_01", ["live2d"], OCULUS)
     assert path.name == "line_01.motion3.json"
     doc = json.loads(path.read_text())
@@ -49,7 +40,7 @@ def test_motion_meta_counts_match_its_curves(tmp_path):
 
 
 def test_the_mouth_opens_on_vowels_closes_on_lips_and_rounds_on_oo(tmp_path):
-    curves = _script(30.0, [("sil", 0.2), ("aa", 0.3), ("PP", 0.2), ("ih", 0.3), ("ou", 0.3), ("sil", 0.2)])
+    curves = viseme_script(30.0, [("sil", 0.2), ("aa", 0.3), ("PP", 0.2), ("ih", 0.3), ("ou", 0.3), ("sil", 0.2)])
     write_outputs(curves, tmp_path / "m", ["live2d"], OCULUS)
     parsed = _curves_of(json.loads((tmp_path / "m.motion3.json").read_text()))
     (t, open_), (_, form) = parsed["ParamMouthOpenY"], parsed["ParamMouthForm"]

@@ -13,19 +13,10 @@ from lipsync.curves.livelink import livelink_timecode
 from lipsync.curves.rhubarb import MIN_CUE_S, SHAPES, mouth_cues
 from lipsync.curves.writers import FORMATS, check_formats_fit_rig, output_path, parse_formats, write_outputs
 from lipsync.rigs import VISEMES, load_rig
+from support import viseme_script
 
 OCULUS = load_rig("oculus15")
 ARKIT = load_rig("arkit52")
-
-
-def _viseme_script(fps: float, script: list[tuple[str, float]]) -> Curves:
-    """Curves where each (viseme, seconds) segment has that viseme at 0.9 and the rest low."""
-    rows = []
-    for viseme, seconds in script:
-        row = np.full(len(VISEMES), 0.05, np.float32)
-        row[VISEMES.index(viseme)] = 0.9
-        rows += [row] * int(round(seconds * fps))
-    return Curves(np.stack(rows), VISEMES, fps)
 
 
 def _random_curves(channels, n=90, fps=30.0, seed=0) -> Curves:
@@ -105,7 +96,7 @@ def test_livelink_needs_an_arkit_rig(tmp_path):
 
 def test_rhubarb_cues_follow_the_visemes_and_merge_a_blip():
     fps = 30.0
-    curves = _viseme_script(fps, [("sil", 0.3), ("PP", 0.2), ("aa", 0.3), ("FF", 1 / fps), ("ou", 0.2),
+    curves = viseme_script(fps, [("sil", 0.3), ("PP", 0.2), ("aa", 0.3), ("FF", 1 / fps), ("ou", 0.2),
                                   ("E", 0.2), ("FF", 0.2), ("nn", 0.2), ("SS", 0.2), ("oh", 0.2), ("sil", 0.3)])
     cues = mouth_cues(curves)
     assert [c.value for c in cues] == ["X", "A", "D", "F", "C", "G", "H", "B", "E", "X"]
@@ -121,7 +112,7 @@ def test_rhubarb_low_activity_is_rest():
 
 
 def test_rhubarb_tsv_and_json_layouts(tmp_path):
-    curves = _viseme_script(30.0, [("sil", 0.2), ("aa", 0.4), ("PP", 0.1), ("ih", 0.3), ("sil", 0.25)])
+    curves = viseme_script(30.0, [("sil", 0.2), ("aa", 0.4), ("PP", 0.1), ("ih", 0.3), ("sil", 0.25)])
     meta = {"source": {"path": "/audio/line 1.wav"}}
     write_outputs(curves, tmp_path / "line", ["rhubarb-tsv", "rhubarb-json"], OCULUS, metadata=meta)
     lines = (tmp_path / "line.rhubarb.tsv").read_text().splitlines()
@@ -145,7 +136,7 @@ def test_rhubarb_tsv_and_json_layouts(tmp_path):
 
 
 def test_moho_switch_data_keys_each_cue_on_its_frame(tmp_path):
-    curves = _viseme_script(30.0, [("sil", 0.2), ("aa", 0.4), ("PP", 0.1), ("ih", 0.3), ("sil", 0.25)])
+    curves = viseme_script(30.0, [("sil", 0.2), ("aa", 0.4), ("PP", 0.1), ("ih", 0.3), ("sil", 0.25)])
     write_outputs(curves, tmp_path / "line", ["moho", "moho-preston-blair", "rhubarb-tsv"], OCULUS)
     assert (tmp_path / "line.moho.dat").read_text() == "MohoSwitch1\n1 X\n7 D\n19 A\n22 C\n31 X\n"
     assert (tmp_path / "line.preston-blair.dat").read_text() == "MohoSwitch1\n1 rest\n7 AI\n19 MBP\n22 E\n31 rest\n"
@@ -156,7 +147,7 @@ def test_moho_switch_data_keys_each_cue_on_its_frame(tmp_path):
 
 
 def test_moho_switch_data_rests_where_the_audio_ends_mid_word(tmp_path):
-    curves = _viseme_script(24.0, [("sil", 0.1), ("ou", 0.3)])  # 2 + 7 frames at 24 fps, no silence at the end
+    curves = viseme_script(24.0, [("sil", 0.1), ("ou", 0.3)])  # 2 + 7 frames at 24 fps, no silence at the end
     write_outputs(curves, tmp_path / "cut", ["moho", "moho-preston-blair"], OCULUS)
     assert (tmp_path / "cut.moho.dat").read_text() == "MohoSwitch1\n1 X\n3 F\n10 X\n"
     assert (tmp_path / "cut.preston-blair.dat").read_text() == "MohoSwitch1\n1 rest\n3 U\n10 rest\n"
