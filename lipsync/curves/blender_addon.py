@@ -80,7 +80,8 @@ def key_shape_keys(obj, doc: dict, start_frame: int, prefix: str = "", name: str
     channels, frames, fps = list(doc["channels"]), doc["frames"], float(doc["fps"])
     matches = match_shape_keys(channels, [kb.name for kb in key.key_blocks][1:], prefix)  # [0] is the basis
     if not matches:
-        raise CurvesFileError(f"no shape key of {obj.name!r} is named after a channel ({', '.join(channels[:6])}, ...); "
+        raise CurvesFileError(f"no shape key of {obj.name!r} is named after a channel "
+                              f"({', '.join(channels[:6])}, ...); "
                               f"rename them or give their prefix")
     scene = bpy.context.scene
     step = scene.render.fps / scene.render.fps_base / fps  # scene frames per curves frame
@@ -110,7 +111,8 @@ def add_audio(scene, doc: dict, start_frame: int, name: str):
     channel, so the line plays while scrubbing. Returns the strip."""
     path = Path(str((doc.get("source") or {}).get("path", "")))
     if not path.is_file():
-        raise CurvesFileError(f"the audio {str(path)!r} named in the curves file is not there; keys were set without it")
+        raise CurvesFileError(f"the audio {str(path)!r} named in the curves file is not there; "
+                              f"keys were set without it")
     editor = scene.sequence_editor or scene.sequence_editor_create()
     strips = editor.strips if hasattr(editor, "strips") else editor.sequences  # renamed in Blender 4.4
     channel = 1 + max((strip.channel for strip in strips), default=0)

@@ -49,7 +49,8 @@ FORMAT_SUFFIXES = {
     "phones": ".phones.tsv",
 }
 FORMATS = tuple(FORMAT_SUFFIXES)
-VISEME_FORMATS = frozenset({"rhubarb-tsv", "rhubarb-json", "moho", "moho-preston-blair", "live2d"})  # oculus15 rigs only
+# Formats drawn from the oculus15 visemes: oculus15 rigs only.
+VISEME_FORMATS = frozenset({"rhubarb-tsv", "rhubarb-json", "moho", "moho-preston-blair", "live2d"})
 JSON_FORMAT_ID = "lipsync.curves"
 JSON_FORMAT_VERSION = 1
 

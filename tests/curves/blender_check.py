@@ -46,6 +46,19 @@ try:  # an ERROR report comes back as RuntimeError when Blender runs without a w
     result["refused"] = sorted(bpy.ops.import_anim.lipsync_curves(filepath=not_curves_path))
 except RuntimeError as e:
     result["refused"] = str(e)
+bare = bpy.data.objects.new("bare", bpy.data.meshes.new("bare"))  # no shape keys at all
+scene.collection.objects.link(bare)
+bpy.context.view_layer.objects.active = bare
+try:
+    result["no_shape_keys"] = sorted(bpy.ops.import_anim.lipsync_curves(filepath=curves_path))
+except RuntimeError as e:
+    result["no_shape_keys"] = str(e)
+bare.shape_key_add(name="Basis")
+bare.shape_key_add(name="smile")
+try:
+    result["no_match"] = sorted(bpy.ops.import_anim.lipsync_curves(filepath=curves_path))
+except RuntimeError as e:
+    result["no_match"] = str(e)
 result["match"] = addon.match_shape_keys(["aa", "ih", "oh", "ou", "jawOpen", "PP"],
                                          ["vrc.v_aa", "viseme_I", "O", "mouth_ou", "JawOpen", "pp", "PP"], "mouth_")
 print("RESULT " + json.dumps(result), flush=True)

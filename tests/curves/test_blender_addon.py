@@ -56,6 +56,8 @@ def test_shape_keys_follow_the_curves_from_the_start_frame(tmp_path):
         assert result["audio"] == []
     assert result["old_action_kept"]  # the replaced action gets a fake user, so saving keeps it
     assert "not lipsync curves" in result["refused"] and "--format json" in result["refused"]
+    assert "select a mesh with shape keys" in result["no_shape_keys"]
+    assert "no shape key of 'bare' is named after a channel (sil, PP" in result["no_match"]
     # 15 frames at 30 fps are 12 scene frames at 24 fps, from frame 10: the scene is extended to cover them
     assert result["frame_end"] >= 22
     values = {int(f): v for f, v in result["values"].items()}
