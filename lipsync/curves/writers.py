@@ -5,6 +5,7 @@ format's suffix for each format, each file atomically:
 
 - ``csv``          ``<base>.csv``: curves CSV (``time,<channels>``), readable as training targets
 - ``json``         ``<base>.json``: fps, channels, rig, sample rate, source, model, frames
+- ``a2f``          ``<base>.a2f.json``: NVIDIA Audio2Face's blendshape-weights JSON, which A2F importers read
 - ``livelink``     ``<base>.livelink.csv``: Live Link Face CSV (arkit52 rigs)
 - ``rhubarb-tsv``  ``<base>.rhubarb.tsv``: Rhubarb mouth cues, TSV (oculus15 rigs)
 - ``rhubarb-json`` ``<base>.rhubarb.json``: Rhubarb mouth cues, JSON (oculus15 rigs)
@@ -38,6 +39,7 @@ from lipsync.rigs.coarticulation import Phone
 FORMAT_SUFFIXES = {
     "csv": ".csv",
     "json": ".json",
+    "a2f": ".a2f.json",
     "livelink": ".livelink.csv",
     "rhubarb-tsv": ".rhubarb.tsv",
     "rhubarb-json": ".rhubarb.json",
@@ -101,6 +103,24 @@ def write_json(curves: Curves, path: str | Path, overwrite: bool = True, metadat
         f.write("\n")
 
 
+def write_a2f_json(curves: Curves, path: str | Path, overwrite: bool = True, track_path: str = "",
+                   decimals: int = 4) -> None:
+    """Audio2Face's export layout: ``exportFps``, ``trackPath``, ``numPoses``, ``numFrames``, ``facsNames``
+    (the channels) and ``weightMat`` [frames][poses]."""
+    fps = int(curves.fps) if float(curves.fps).is_integer() else curves.fps  # A2F writes whole rates as integers
+    doc = {
+        "exportFps": fps,
+        "trackPath": track_path,
+        "numPoses": len(curves.channels),
+        "numFrames": curves.n_frames,
+        "facsNames": list(curves.channels),
+        "weightMat": np.round(curves.values.astype(np.float64), decimals).tolist(),
+    }
+    with atomic_write(path, "w", overwrite=overwrite, encoding="utf-8") as f:
+        json.dump(doc, f, separators=(",", ":"))
+        f.write("\n")
+
+
 def write_npz(curves: Curves, path: str | Path, overwrite: bool = True) -> None:
     with atomic_write(path, "wb", overwrite=overwrite) as f:
         np.savez(f, values=curves.values.astype(np.float32), channels=np.array(curves.channels), fps=np.float64(curves.fps))
@@ -132,6 +152,8 @@ def write_outputs(
             write_curves_csv(curves, path, overwrite=overwrite)
         elif fmt == "json":
             write_json(curves, path, overwrite=overwrite, metadata={"rig": rig.name, **metadata})
+        elif fmt == "a2f":
+            write_a2f_json(curves, path, overwrite=overwrite, track_path=sound_file)
         elif fmt == "livelink":
             write_livelink_csv(curves, path, rig, overwrite=overwrite)
         elif fmt == "rhubarb-tsv":

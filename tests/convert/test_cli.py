@@ -146,10 +146,13 @@ def test_real_speech_all_formats_with_postprocessing(tmp_path, tiny_onnx, tiny_o
         np.testing.assert_allclose(times, curves.times, atol=1e-6)
         np.testing.assert_allclose(tracks["preset:aa"][:, 0], curves.values[:, VISEMES.index("aa")], atol=5e-5)
     rc = main([*map(str, alsa[:2]), "--model", str(tiny_onnx_arkit), "--out", str(out / "arkit"),
-               "--format", "livelink", "--smooth", "one-euro", "--no-progress"])
+               "--format", "livelink,a2f", "--smooth", "one-euro", "--no-progress"])
     assert rc == EXIT_OK
     header = (out / "arkit" / f"{alsa[0].stem}.livelink.csv").read_text().splitlines()[0]
     assert header.startswith("Timecode,BlendshapeCount,EyeBlinkLeft,")
+    a2f = json.loads((out / "arkit" / f"{alsa[0].stem}.a2f.json").read_text())
+    assert a2f["trackPath"] == str(alsa[0]) and a2f["numPoses"] == 52 and a2f["exportFps"] == 60  # the model's rate
+    assert a2f["numFrames"] == len(a2f["weightMat"]) == num_frames(round(sf.info(str(alsa[0])).duration * 16000), 60.0)
 
 
 def test_bad_options_exit_1_before_any_work(tmp_path, library, tiny_onnx, tiny_onnx_arkit, capsys):

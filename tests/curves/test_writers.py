@@ -45,6 +45,21 @@ def test_json_and_npz_carry_fps_channels_and_frames(tmp_path):
         assert tuple(npz["channels"].tolist()) == OCULUS.channels and float(npz["fps"]) == 25.0
 
 
+def test_audio2face_json_has_its_export_layout(tmp_path):
+    curves = _random_curves(ARKIT.channels, n=37, fps=60.0)
+    (path,) = write_outputs(curves, tmp_path / "take", ["a2f"], ARKIT, metadata={"source": {"path": "/x/take.wav"}})
+    assert path.name == "take.a2f.json"
+    doc = json.loads(path.read_text())
+    assert list(doc) == ["exportFps", "trackPath", "numPoses", "numFrames", "facsNames", "weightMat"]
+    assert doc["exportFps"] == 60 and isinstance(doc["exportFps"], int) and doc["trackPath"] == "/x/take.wav"
+    assert doc["numPoses"] == 52 and doc["facsNames"] == list(ARKIT.channels)
+    assert doc["numFrames"] == 37 and np.allclose(doc["weightMat"], curves.values, atol=5e-5)
+    odd = _random_curves(OCULUS.channels, n=3, fps=29.97)  # any rig's channels; a fractional rate stays one
+    write_outputs(odd, tmp_path / "odd", ["a2f"], OCULUS)
+    doc = json.loads((tmp_path / "odd.a2f.json").read_text())
+    assert doc["exportFps"] == 29.97 and doc["facsNames"] == list(OCULUS.channels) and doc["trackPath"] == ""
+
+
 def test_livelink_csv_has_the_app_layout(tmp_path):
     curves = _random_curves(ARKIT.channels, n=130, fps=60.0)
     (path,) = write_outputs(curves, tmp_path / "take", ["livelink"], ARKIT)
@@ -184,5 +199,5 @@ def test_format_names():
     with pytest.raises(CurvesError, match="rhubarb-tsv"):
         parse_formats("csv,fbx")
     assert {output_path("o/a.b", f).name for f in FORMATS} == {
-        "a.b.csv", "a.b.json", "a.b.livelink.csv", "a.b.rhubarb.tsv", "a.b.rhubarb.json", "a.b.moho.dat",
+        "a.b.csv", "a.b.json", "a.b.a2f.json", "a.b.livelink.csv", "a.b.rhubarb.tsv", "a.b.rhubarb.json", "a.b.moho.dat",
         "a.b.preston-blair.dat", "a.b.motion3.json", "a.b.vrma", "a.b.npz", "a.b.phones.tsv"}
