@@ -10,9 +10,10 @@ and with the usual prefixes: ``aa``, ``vrc.v_aa`` (VRChat's visemes), ``viseme_a
 (Ready Player Me) or a prefix you give; oculus15's ``ih``, ``oh`` and ``ou``
 also match the Oculus SDK's ``I``, ``O`` and ``U``, and arkit52's names match
 "Perfect Sync" shape keys such as ``JawOpen``. Keys go in a new action, linear
-between frames, from the start frame on at the scene's frame rate, and the audio
-the curves were made from goes in the sequencer at the same frame. An action the
-shape keys already had is kept (with a fake user, so saving does not drop it).
+between frames, from the start frame on at the scene's frame rate (the scene's
+end frame moves to cover the line), and the audio the curves were made from goes
+in the sequencer at the same frame. An action the shape keys already had is kept
+(with a fake user, so saving does not drop it).
 """
 
 import json
@@ -49,6 +50,9 @@ def load_curves(path: str | Path) -> dict:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_ID:
         raise CurvesFileError(f"{path}: not lipsync curves (no \"format\": \"{FORMAT_ID}\"); "
                               f"write them with convert.py --format json")
+    missing = [field for field in ("fps", "channels", "frames") if field not in doc]
+    if missing:
+        raise CurvesFileError(f"{path}: lipsync curves without {', '.join(missing)}; convert the audio again")
     return doc
 
 

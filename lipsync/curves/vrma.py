@@ -79,7 +79,7 @@ def expression_names(channels: tuple[str, ...]) -> list[tuple[str, str]]:
 
 def vrma_document(curves: Curves, clip_name: str = "lipsync") -> tuple[dict, bytes]:
     """The glTF JSON and its binary buffer: one LINEAR track per channel, a key per frame."""
-    kinds = expression_names(curves.channels)
+    targets = expression_names(curves.channels)
     n_keys = max(curves.n_frames, 1)  # glTF samplers need a key; an empty clip holds every weight at 0
     times = curves.times.astype(np.float32) if curves.n_frames else np.zeros(1, np.float32)
     weights = np.clip(curves.values, 0.0, 1.0) if curves.n_frames else np.zeros((1, len(curves.channels)))
@@ -94,19 +94,19 @@ def vrma_document(curves: Curves, clip_name: str = "lipsync") -> tuple[dict, byt
         if parent is not None:
             nodes[bone_index[parent]].setdefault("children", []).append(bone_index[bone])
     first_expression = len(nodes)
-    nodes += [{"name": f"expression_{name}"} for _, name in kinds]
+    nodes += [{"name": f"expression_{name}"} for _, name in targets]
 
     accessors = [{"bufferView": 0, "componentType": _FLOAT, "count": n_keys, "type": "SCALAR",
                   "min": [float(times[0])], "max": [float(times[-1])]}]
     samplers, channels = [], []
-    for i in range(len(kinds)):
+    for i in range(len(targets)):
         accessors.append({"bufferView": 1, "byteOffset": i * n_keys * 12, "componentType": _FLOAT,
                           "count": n_keys, "type": "VEC3"})
         samplers.append({"input": 0, "output": i + 1, "interpolation": "LINEAR"})
         channels.append({"sampler": i, "target": {"node": first_expression + i, "path": "translation"}})
 
     expressions: dict[str, dict] = {}
-    for i, (kind, name) in enumerate(kinds):
+    for i, (kind, name) in enumerate(targets):
         expressions.setdefault(kind, {})[name] = {"node": first_expression + i}
     doc = {
         "asset": {"version": "2.0", "generator": f"lipsync {__version__}"},

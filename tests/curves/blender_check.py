@@ -42,10 +42,12 @@ result["values"] = {}  # scene frame -> {shape key: value}
 for frame in range(8, scene.frame_end + 2):
     scene.frame_set(frame)
     result["values"][frame] = {kb.name: kb.value for kb in key.key_blocks[1:]}
-try:  # an ERROR report comes back as RuntimeError when Blender runs without a window
-    result["refused"] = sorted(bpy.ops.import_anim.lipsync_curves(filepath=not_curves_path))
-except RuntimeError as e:
-    result["refused"] = str(e)
+result["refused"] = []
+for path in (not_curves_path, curves_path + ".cut"):
+    try:  # an ERROR report comes back as RuntimeError when Blender runs without a window
+        result["refused"].append(sorted(bpy.ops.import_anim.lipsync_curves(filepath=path)))
+    except RuntimeError as e:
+        result["refused"].append(str(e))
 bare = bpy.data.objects.new("bare", bpy.data.meshes.new("bare"))  # no shape keys at all
 scene.collection.objects.link(bare)
 bpy.context.view_layer.objects.active = bare

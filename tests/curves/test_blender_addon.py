@@ -42,6 +42,7 @@ def test_shape_keys_follow_the_curves_from_the_start_frame(tmp_path):
     sf.write(audio, np.zeros(8000, np.float32), 16000)
     write_outputs(curves, tmp_path / "line", ["json"], load_rig("oculus15"), metadata={"source": {"path": str(audio)}})
     (tmp_path / "other.json").write_text('{"frames": []}')
+    (tmp_path / "line.json.cut").write_text('{"format": "lipsync.curves", "fps": 30}')  # curves without channels
 
     run = subprocess.run([*_blender_command(), str(ADDON), str(tmp_path / "line.json"), str(tmp_path / "other.json")],
                          capture_output=True, text=True, timeout=300)
@@ -55,7 +56,9 @@ def test_shape_keys_follow_the_curves_from_the_start_frame(tmp_path):
     else:
         assert result["audio"] == []
     assert result["old_action_kept"]  # the replaced action gets a fake user, so saving keeps it
-    assert "not lipsync curves" in result["refused"] and "--format json" in result["refused"]
+    not_curves, cut = result["refused"]
+    assert "not lipsync curves" in not_curves and "--format json" in not_curves
+    assert "lipsync curves without channels, frames" in cut
     assert "select a mesh with shape keys" in result["no_shape_keys"]
     assert "no shape key of 'bare' is named after a channel (sil, PP" in result["no_match"]
     # 15 frames at 30 fps are 12 scene frames at 24 fps, from frame 10: the scene is extended to cover them
