@@ -1,4 +1,5 @@
-"""Blender add-on: key a mesh's shape keys from lipsync's curves JSON (``convert.py --format json``).
+"""Blender add-on: key a mesh's shape keys from lipsync's curves JSON (``convert.py --format json``,
+or ``--format a2f``: Audio2Face's layout, which A2F's own exports share).
 
 Install it in Blender (Edit > Preferences > Add-ons > Install from Disk, this
 file), select the character's mesh and use File > Import > lipsync curves
@@ -43,13 +44,18 @@ class CurvesFileError(ValueError):
 
 
 def load_curves(path: str | Path) -> dict:
+    """lipsync's curves JSON, or an Audio2Face blendshape-weights JSON (``--format a2f``, or A2F's own
+    export) in the same shape: ``fps``, ``channels``, ``frames`` and the audio as ``source.path``."""
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise CurvesFileError(f"{path}: cannot read it as JSON ({e})") from e
+    if isinstance(doc, dict) and {"exportFps", "facsNames", "weightMat"} <= set(doc):
+        return {"format": FORMAT_ID, "fps": doc["exportFps"], "channels": doc["facsNames"],
+                "frames": doc["weightMat"], "source": {"path": doc.get("trackPath", "")}}
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_ID:
-        raise CurvesFileError(f"{path}: not lipsync curves (no \"format\": \"{FORMAT_ID}\"); "
-                              f"write them with convert.py --format json")
+        raise CurvesFileError(f"{path}: neither lipsync curves (no \"format\": \"{FORMAT_ID}\") nor Audio2Face "
+                              f"weights (no exportFps, facsNames, weightMat); write them with convert.py --format json")
     missing = [field for field in ("fps", "channels", "frames") if field not in doc]
     if missing:
         raise CurvesFileError(f"{path}: lipsync curves without {', '.join(missing)}; convert the audio again")
@@ -133,7 +139,7 @@ class ImportLipsyncCurves(bpy.types.Operator, ImportHelper):
     bl_label = "Import lipsync curves"
     bl_options = {"REGISTER", "UNDO"}
     filename_ext = ".json"
-    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
+    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})  # .json and .a2f.json
     start_frame: IntProperty(name="Start frame", description="Scene frame of the audio's start", default=1)
     prefix: StringProperty(name="Shape key prefix", description="e.g. 'mouth_' for shape keys named mouth_aa",
                            default="")

@@ -1,4 +1,4 @@
-"""Run inside Blender's Python (``python blender_check.py ADDON CURVES_JSON OTHER_JSON``, or through
+"""Run inside Blender's Python (``python blender_check.py ADDON CURVES_JSON A2F_JSON OTHER_JSON``, or through
 ``blender --background --python blender_check.py -- ...``): install the add-on, import curves onto a
 mesh through its operator, and print what the shape keys do as JSON for test_blender_addon.py."""
 import importlib.util
@@ -9,7 +9,7 @@ import sys
 import bpy
 
 args = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
-addon_path, curves_path, not_curves_path = args
+addon_path, curves_path, a2f_path, not_curves_path = args
 spec = importlib.util.spec_from_file_location("lipsync_blender_addon", addon_path)
 addon = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(addon)
@@ -48,6 +48,14 @@ for path in (not_curves_path, curves_path + ".cut"):
         result["refused"].append(sorted(bpy.ops.import_anim.lipsync_curves(filepath=path)))
     except RuntimeError as e:
         result["refused"].append(str(e))
+# the same curves as Audio2Face weights (--format a2f), onto the face again from frame 1
+result["a2f_import"] = sorted(bpy.ops.import_anim.lipsync_curves(filepath=a2f_path, start_frame=1))
+scene.frame_set(1 + 6)  # 0.25 s at 24 fps
+result["a2f_values"] = {kb.name: kb.value for kb in key.key_blocks[1:]}
+editor = scene.sequence_editor
+strips = [] if editor is None else list(editor.strips if hasattr(editor, "strips") else editor.sequences)
+result["a2f_audio"] = [strip.sound.filepath for strip in strips]
+
 bare = bpy.data.objects.new("bare", bpy.data.meshes.new("bare"))  # no shape keys at all
 scene.collection.objects.link(bare)
 bpy.context.view_layer.objects.active = bare

@@ -40,12 +40,13 @@ def test_shape_keys_follow_the_curves_from_the_start_frame(tmp_path):
     curves = Curves(rows, VISEMES, 30.0)
     audio = tmp_path / "line.wav"
     sf.write(audio, np.zeros(8000, np.float32), 16000)
-    write_outputs(curves, tmp_path / "line", ["json"], load_rig("oculus15"), metadata={"source": {"path": str(audio)}})
+    write_outputs(curves, tmp_path / "line", ["json", "a2f"], load_rig("oculus15"),
+                  metadata={"source": {"path": str(audio)}})
     (tmp_path / "other.json").write_text('{"frames": []}')
     (tmp_path / "line.json.cut").write_text('{"format": "lipsync.curves", "fps": 30}')  # curves without channels
 
-    run = subprocess.run([*_blender_command(), str(ADDON), str(tmp_path / "line.json"), str(tmp_path / "other.json")],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run([*_blender_command(), str(ADDON), str(tmp_path / "line.json"), str(tmp_path / "line.a2f.json"),
+                          str(tmp_path / "other.json")], capture_output=True, text=True, timeout=300)
     lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
     assert run.returncode == 0 and lines, run.stdout[-2000:] + run.stderr[-2000:]
     result = json.loads(lines[-1][len("RESULT "):])
@@ -57,7 +58,7 @@ def test_shape_keys_follow_the_curves_from_the_start_frame(tmp_path):
         assert result["audio"] == []
     assert result["old_action_kept"]  # the replaced action gets a fake user, so saving keeps it
     not_curves, cut = result["refused"]
-    assert "not lipsync curves" in not_curves and "--format json" in not_curves
+    assert "neither lipsync curves" in not_curves and "--format json" in not_curves
     assert "lipsync curves without channels, frames" in cut
     assert "select a mesh with shape keys" in result["no_shape_keys"]
     assert "no shape key of 'bare' is named after a channel (sil, PP" in result["no_match"]
@@ -72,5 +73,12 @@ def test_shape_keys_follow_the_curves_from_the_start_frame(tmp_path):
             assert keyed[name] == pytest.approx(value, abs=1e-5), (frame, name)
         assert keyed["unrelated"] == pytest.approx(0.3)  # a shape key no channel names keeps its value
     assert values[13]["vrc.v_aa"] == 0.0 and values[19]["VRC.V_PP"] == 1.0  # t = 0.125 s: rest; 0.375 s: closed
+    # the a2f file keys the same values (its 4 decimals), its trackPath's audio joins the sequencer once more
+    assert result["a2f_import"] == ["FINISHED"]
+    for name, channel in [("vrc.v_aa", "aa"), ("VRC.V_PP", "PP"), ("viseme_I", "ih")]:
+        expect = float(np.interp(0.25, curves.times, rows[:, VISEMES.index(channel)]))
+        assert result["a2f_values"][name] == pytest.approx(expect, abs=1e-4)
+    if result["has_audio"]:
+        assert result["a2f_audio"] == [str(audio), str(audio)]
     assert result["match"] == {"aa": "vrc.v_aa", "ih": "viseme_I", "oh": "O", "ou": "mouth_ou", "jawOpen": "JawOpen",
                                "PP": "PP"}

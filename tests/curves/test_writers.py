@@ -199,5 +199,5 @@ def test_format_names():
     with pytest.raises(CurvesError, match="rhubarb-tsv"):
         parse_formats("csv,fbx")
     assert {output_path("o/a.b", f).name for f in FORMATS} == {
-        "a.b.csv", "a.b.json", "a.b.a2f.json", "a.b.livelink.csv", "a.b.rhubarb.tsv", "a.b.rhubarb.json", "a.b.moho.dat",
-        "a.b.preston-blair.dat", "a.b.motion3.json", "a.b.vrma", "a.b.npz", "a.b.phones.tsv"}
+        "a.b.csv", "a.b.json", "a.b.a2f.json", "a.b.livelink.csv", "a.b.rhubarb.tsv", "a.b.rhubarb.json",
+        "a.b.moho.dat", "a.b.preston-blair.dat", "a.b.motion3.json", "a.b.vrma", "a.b.npz", "a.b.phones.tsv"}
