@@ -13,6 +13,7 @@ format's suffix for each format, each file atomically:
 - ``moho-preston-blair`` ``<base>.preston-blair.dat``: the same with Preston Blair's mouth names (MBP, AI, ...)
 - ``live2d``       ``<base>.motion3.json``: Live2D Cubism motion, the mouth parameters of 2D models (oculus15 rigs)
 - ``vrma``         ``<base>.vrma``: VRM Animation, expression tracks for VRM 1.0 avatars (VTuber tools)
+- ``preview``      ``<base>.preview.mp4``: a drawn mouth the curves move, over the audio (oculus15 rigs)
 - ``npz``          ``<base>.npz``: ``values`` [T, C] float32, ``channels``, ``fps``
 - ``phones``       ``<base>.phones.tsv``: the dialogue text's timed IPA phones (``start end phone``,
   pauses as gaps; conversion with ``--text`` only), which ``prepare_data.py alignments`` reads back
@@ -30,6 +31,7 @@ from lipsync.curves import Curves, CurvesError
 from lipsync.curves.csv import write_curves_csv
 from lipsync.curves.livelink import livelink_column_order, write_livelink_csv
 from lipsync.curves.live2d import write_motion3_json
+from lipsync.curves.preview import write_preview
 from lipsync.curves.rhubarb import write_moho_dat, write_rhubarb_json, write_rhubarb_tsv
 from lipsync.curves.vrma import expression_names, write_vrma
 from lipsync.data.alignment import write_alignment_tsv
@@ -47,12 +49,13 @@ FORMAT_SUFFIXES = {
     "moho-preston-blair": ".preston-blair.dat",
     "live2d": ".motion3.json",
     "vrma": ".vrma",
+    "preview": ".preview.mp4",
     "npz": ".npz",
     "phones": ".phones.tsv",
 }
 FORMATS = tuple(FORMAT_SUFFIXES)
 # Formats drawn from the oculus15 visemes: oculus15 rigs only.
-VISEME_FORMATS = frozenset({"rhubarb-tsv", "rhubarb-json", "moho", "moho-preston-blair", "live2d"})
+VISEME_FORMATS = frozenset({"rhubarb-tsv", "rhubarb-json", "moho", "moho-preston-blair", "live2d", "preview"})
 JSON_FORMAT_ID = "lipsync.curves"
 JSON_FORMAT_VERSION = 1
 
@@ -166,6 +169,8 @@ def write_outputs(
             write_motion3_json(curves, path, overwrite=overwrite)
         elif fmt == "vrma":
             write_vrma(curves, path, overwrite=overwrite, clip_name=Path(sound_file).stem or Path(out_base_path).name)
+        elif fmt == "preview":
+            write_preview(curves, path, sound_file, overwrite=overwrite)
         elif fmt == "npz":
             write_npz(curves, path, overwrite=overwrite)
         elif fmt == "phones":

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import soundfile as sf
@@ -145,6 +146,12 @@ def test_real_speech_all_formats_with_postprocessing(tmp_path, tiny_onnx, tiny_o
         times, tracks = vrma_tracks(out / f"{wav.stem}.vrma")  # the open-mouth preset keys the CSV's aa
         np.testing.assert_allclose(times, curves.times, atol=1e-6)
         np.testing.assert_allclose(tracks["preset:aa"][:, 0], curves.values[:, VISEMES.index("aa")], atol=5e-5)
+    rc = main([str(alsa[0]), "--model", str(tiny_onnx), "--out", str(out / "preview"), "--format", "preview",
+               "--no-progress"])  # the video is slow to encode: one file
+    assert rc == EXIT_OK
+    with av.open(str(out / "preview" / f"{alsa[0].stem}.preview.mp4")) as container:
+        assert container.streams.video[0].frames == num_frames(round(sf.info(str(alsa[0])).duration * 16000), 30.0)
+        assert container.streams.audio[0].codec_context.name == "aac"
     rc = main([*map(str, alsa[:2]), "--model", str(tiny_onnx_arkit), "--out", str(out / "arkit"),
                "--format", "livelink,a2f", "--smooth", "one-euro", "--no-progress"])
     assert rc == EXIT_OK

@@ -168,7 +168,7 @@ def test_moho_switch_data_rests_where_the_audio_ends_mid_word(tmp_path):
     assert (tmp_path / "cut.preston-blair.dat").read_text() == "MohoSwitch1\n1 rest\n3 U\n10 rest\n"
 
 
-@pytest.mark.parametrize("fmt", ["rhubarb-json", "moho", "moho-preston-blair", "live2d"])
+@pytest.mark.parametrize("fmt", ["rhubarb-json", "moho", "moho-preston-blair", "live2d", "preview"])
 def test_viseme_formats_need_oculus15_curves(tmp_path, fmt):
     with pytest.raises(CurvesError, match="oculus15"):
         write_outputs(_random_curves(ARKIT.channels), tmp_path / "t", [fmt], ARKIT)
@@ -200,4 +200,5 @@ def test_format_names():
         parse_formats("csv,fbx")
     assert {output_path("o/a.b", f).name for f in FORMATS} == {
         "a.b.csv", "a.b.json", "a.b.a2f.json", "a.b.livelink.csv", "a.b.rhubarb.tsv", "a.b.rhubarb.json",
-        "a.b.moho.dat", "a.b.preston-blair.dat", "a.b.motion3.json", "a.b.vrma", "a.b.npz", "a.b.phones.tsv"}
+        "a.b.moho.dat", "a.b.preston-blair.dat", "a.b.motion3.json", "a.b.vrma", "a.b.preview.mp4", "a.b.npz",
+        "a.b.phones.tsv"}
