@@ -20,21 +20,12 @@ from lipsync.atomic import atomic_write
 from lipsync.audio import SAMPLE_RATE, load_audio
 from lipsync.curves import Curves, CurvesError
 from lipsync.curves.live2d import mouth_parameters
-from lipsync.curves.rhubarb import mouth_cues
+from lipsync.curves.rhubarb import cue_runs
 
 SIZE = 256  # square frames, pixels
 SKIN, LIP, CAVITY, TEETH, INK = (236, 200, 170), (176, 60, 70), (60, 20, 30), (245, 245, 240), (40, 40, 40)
 CENTRE = (SIZE // 2, SIZE // 2 + 20)
 HALF_WIDTH, MAX_HALF_HEIGHT = 60, 50  # the mouth at rest width and fully open, form 0
-
-
-def frame_cues(curves: Curves) -> list[str]:
-    """The Rhubarb cue shown on each frame (the cues are runs of whole frames)."""
-    shapes = ["X"] * curves.n_frames
-    for cue in mouth_cues(curves):
-        start, end = round(cue.start * curves.fps), round(cue.end * curves.fps)
-        shapes[start:end] = [cue.value] * (end - start)
-    return shapes
 
 
 def draw_mouth(open_: float, form: float, cue: str, caption: str, font) -> np.ndarray:
@@ -68,7 +59,7 @@ def write_preview(curves: Curves, path: str | Path, audio_path: str | Path, over
     if not audio_path or not Path(audio_path).is_file():
         raise CurvesError(f"the preview needs the audio the curves came from; {str(audio_path)!r} is not a file")
     audio = load_audio(audio_path, allow_silent=True)
-    cues = frame_cues(curves)
+    cues = [shape for start, end, shape in cue_runs(curves) for _ in range(end - start)]  # each frame's cue
     font = ImageFont.load_default(size=18)
     order = np.argsort(-curves.values, axis=1)[:, :2]
     with atomic_write(path, "wb", overwrite=overwrite) as f:

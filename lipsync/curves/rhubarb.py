@@ -90,13 +90,21 @@ def frame_shapes(scores: np.ndarray, rest_level: float = REST_LEVEL) -> np.ndarr
     return np.where(at_rest, x, best)
 
 
-def mouth_cues(curves: Curves, min_cue_s: float = MIN_CUE_S, rest_level: float = REST_LEVEL) -> list[MouthCue]:
-    """Cues covering [0, duration] with no gaps; each at least ``min_cue_s`` long unless the clip is shorter."""
+def cue_runs(curves: Curves, min_cue_s: float = MIN_CUE_S,
+             rest_level: float = REST_LEVEL) -> list[tuple[int, int, str]]:
+    """The cues as runs of whole frames, (first frame, end frame, shape), covering every frame with no gaps;
+    each at least ``min_cue_s`` long unless the clip is shorter."""
     if curves.n_frames == 0:
-        return [MouthCue(0.0, 0.0, "X")]  # Rhubarb's zero-length rest for empty animation
+        return [(0, 0, "X")]  # Rhubarb's zero-length rest for empty animation
     scores = shape_scores(curves)
     runs = _merge_short_runs(_runs(frame_shapes(scores, rest_level)), scores, min_cue_s * curves.fps)
-    return [MouthCue(start / curves.fps, end / curves.fps, SHAPES[shape]) for start, end, shape in runs]
+    return [(start, end, SHAPES[shape]) for start, end, shape in runs]
+
+
+def mouth_cues(curves: Curves, min_cue_s: float = MIN_CUE_S, rest_level: float = REST_LEVEL) -> list[MouthCue]:
+    """``cue_runs`` in seconds: cues covering [0, duration]."""
+    return [MouthCue(start / curves.fps, end / curves.fps, shape)
+            for start, end, shape in cue_runs(curves, min_cue_s, rest_level)]
 
 
 def _runs(shapes: np.ndarray) -> list[list[int]]:
@@ -184,11 +192,11 @@ def write_rhubarb_json(
 
 def write_moho_dat(curves: Curves, path: str | Path, overwrite: bool = True, preston_blair: bool = False,
                    min_cue_s: float = MIN_CUE_S) -> None:
-    """Moho switch data at the curves' frame rate (cues start on whole frames: they are runs of frames)."""
-    cues = mouth_cues(curves, min_cue_s)
+    """Moho switch data at the curves' frame rate: each cue keyed on its first frame, counted from 1."""
+    runs = cue_runs(curves, min_cue_s)
     names = PRESTON_BLAIR if preston_blair else {shape: shape for shape in SHAPES}
-    lines = ["MohoSwitch1"] + [f"{round(c.start * curves.fps) + 1} {names[c.value]}" for c in cues]
-    if cues[-1].value != "X":
+    lines = ["MohoSwitch1"] + [f"{start + 1} {names[shape]}" for start, _, shape in runs]
+    if runs[-1][2] != "X":
         lines.append(f"{curves.n_frames + 1} {names['X']}")
     with atomic_write(path, "w", overwrite=overwrite, newline="", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
