@@ -42,3 +42,11 @@ class Curves:
         dst = np.arange(n_frames) / fps
         values = np.stack([np.interp(dst, src, self.values[:, c]) for c in range(len(self.channels))], axis=1)
         return Curves(values.astype(np.float32).reshape(n_frames, -1), self.channels, fps)
+
+
+def viseme_columns(curves: Curves, visemes, what: str) -> list[int]:
+    """The column of each oculus15 viseme in ``visemes``; fails naming the missing ones and ``what`` needs them."""
+    missing = [v for v in visemes if v not in curves.channels]
+    if missing:
+        raise CurvesError(f"{what} need oculus15 curves; channels {missing} are missing (use an oculus15 model)")
+    return [curves.channels.index(v) for v in visemes]

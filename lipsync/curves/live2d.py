@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lipsync.atomic import atomic_write
-from lipsync.curves import Curves, CurvesError
+from lipsync.curves import Curves, viseme_columns
 
 OPEN_PARAMETER, FORM_PARAMETER = "ParamMouthOpenY", "ParamMouthForm"
 UNCERTAIN = 0.25  # one viseme at 0.5, squared
@@ -35,11 +35,7 @@ VISEME_MOUTH = {  # viseme: (mouth open 0..1, mouth form -1 rounded .. 1 spread)
 
 def mouth_parameters(curves: Curves) -> tuple[np.ndarray, np.ndarray]:
     """[frames] mouth open in [0, 1] and mouth form in [-1, 1]."""
-    missing = [v for v in VISEME_MOUTH if v not in curves.channels]
-    if missing:
-        raise CurvesError(f"Live2D mouth parameters need oculus15 curves; channels {missing} are missing "
-                          f"(use an oculus15 model)")
-    weights = np.clip(curves.values[:, [curves.channels.index(v) for v in VISEME_MOUTH]], 0.0, 1.0)
+    weights = np.clip(curves.values[:, viseme_columns(curves, VISEME_MOUTH, "Live2D mouth parameters")], 0.0, 1.0)
     shapes = np.array(list(VISEME_MOUTH.values()), np.float32)  # [visemes, 2]
     weights = weights ** 2
     mouth = weights @ shapes / np.maximum(weights.sum(axis=1, keepdims=True), UNCERTAIN)

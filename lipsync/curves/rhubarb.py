@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from lipsync.atomic import atomic_write
-from lipsync.curves import Curves, CurvesError
+from lipsync.curves import Curves, viseme_columns
 
 SHAPES = ("A", "B", "C", "D", "E", "F", "G", "H", "X")
 VISEME_SHAPE = {
@@ -69,13 +69,11 @@ class MouthCue:
 
 def shape_scores(curves: Curves) -> np.ndarray:
     """[frames, 9] score of each shape (column order ``SHAPES``): its strongest viseme."""
-    missing = [v for v in VISEME_SHAPE if v not in curves.channels]
-    if missing:
-        raise CurvesError(f"Rhubarb cues need oculus15 curves; channels {missing} are missing (use an oculus15 model)")
+    columns = viseme_columns(curves, VISEME_SHAPE, "Rhubarb cues")
     scores = np.zeros((curves.n_frames, len(SHAPES)), dtype=np.float32)
-    for viseme, shape in VISEME_SHAPE.items():
+    for column, shape in zip(columns, VISEME_SHAPE.values()):
         col = SHAPES.index(shape)
-        scores[:, col] = np.maximum(scores[:, col], curves.values[:, curves.channels.index(viseme)])
+        scores[:, col] = np.maximum(scores[:, col], curves.values[:, column])
     return scores
 
 
