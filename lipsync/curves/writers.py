@@ -31,7 +31,6 @@ from lipsync.curves import Curves, CurvesError
 from lipsync.curves.csv import write_curves_csv
 from lipsync.curves.livelink import livelink_column_order, write_livelink_csv
 from lipsync.curves.live2d import write_motion3_json
-from lipsync.curves.preview import write_preview
 from lipsync.curves.rhubarb import write_moho_dat, write_rhubarb_json, write_rhubarb_tsv
 from lipsync.curves.vrma import expression_names, write_vrma
 from lipsync.data.alignment import write_alignment_tsv
@@ -170,6 +169,8 @@ def write_outputs(
         elif fmt == "vrma":
             write_vrma(curves, path, overwrite=overwrite, clip_name=Path(sound_file).stem or Path(out_base_path).name)
         elif fmt == "preview":
+            from lipsync.curves.preview import write_preview  # PIL and PyAV: not on every conversion's start-up
+
             write_preview(curves, path, sound_file, overwrite=overwrite)
         elif fmt == "npz":
             write_npz(curves, path, overwrite=overwrite)
