@@ -16,7 +16,7 @@ from lipsync.data.validate import CorpusError, load_clips, validate_corpus
 from lipsync.training.evaluate import main as evaluate_main
 from lipsync.rigs import load_rig
 from lipsync.rigs.coarticulation import Phone, phones_to_curves
-from lipsync.rigs.phonemes import UnknownPhoneError, _festival_tables, festival_to_ipa
+from lipsync.rigs.phonemes import UnknownPhoneError, _festival_tables, festival_to_ipa, visemes_for
 
 needs_espeak = pytest.mark.skipif(
     not espeak_available(), reason="libespeak-ng is not installed (apt-get install espeak-ng libespeak-ng1)"
@@ -25,6 +25,10 @@ needs_mbrola = pytest.mark.skipif(
     not all(mbrola.mbrola_available(v) for v in mbrola.VOICES),
     reason="MBROLA and its voices are not installed (contrib/non-free; CI does not install them): "
     "run scripts/install_engines.sh",
+)
+needs_mbrola_native = pytest.mark.skipif(
+    not all(mbrola.mbrola_available(v) for v in mbrola.NATIVE_VOICES),
+    reason="MBROLA's Italian and Czech voices are not installed (contrib/non-free): run scripts/install_engines.sh",
 )
 needs_festival = pytest.mark.skipif(
     not festival.festival_available("ked_diphone"),
@@ -163,6 +167,46 @@ def test_every_symbol_the_mbrola_voices_use_is_mapped():
         for p in raw:
             mbrola.to_espeak_mnemonic(p.label, voice)
     assert mbrola.to_espeak_mnemonic("T", "ro1-en") == "t" and mbrola.to_espeak_mnemonic("T", "de4-en") == "T"
+
+
+@needs_mbrola_native
+@pytest.mark.parametrize("voice", sorted(mbrola.NATIVE_VOICES))
+def test_native_language_mbrola_voices_close_their_lips_inside_the_labelled_stops(voice):
+    # Every sentence of the voice's language: the .pho is the timing, every symbol is known, and most /p b/
+    # closures start inside the stop's label (geminates "pp", "bb" are two stops: the first closes for both).
+    text = " ".join(festival.sentences(mbrola.language_of(voice)))
+    raw, audio, sample_rate, _ = mbrola.synthesise_raw(text, mbrola.MbrolaVoice(voice, rate=170))
+    assert raw[-1].end == pytest.approx(len(audio) / sample_rate, abs=TOLERANCE)
+    for p in raw:
+        visemes_for(mbrola.to_espeak_mnemonic(p.label, voice), "espeak")  # a mnemonic or IPA the viseme table knows
+    synth = mbrola.synthesise(text, mbrola.MbrolaVoice(voice, rate=170))
+    phones, offsets = synth.phones, []
+    for k in range(1, len(phones) - 1):
+        if phones[k].label in {"p", "b"} and not {phones[k - 1].label, phones[k + 1].label} & {"_", "t", "d", "k", "g", "p", "b"}:
+            span = closure_span(synth.audio, sample_rate, phones[k])
+            if span is not None:
+                offsets.append(span[0] - phones[k].start)
+    offsets = np.array(offsets)
+    assert len(offsets) >= 20
+    assert np.mean(offsets >= -0.015) >= 0.9 and 0 <= np.median(offsets) <= 0.04
+
+
+def test_native_language_mbrola_voices_speak_in_train_only_and_unknown_ones_are_refused(tmp_path, capsys):
+    plan = engines.plan_engine("mbrola", 60, 1, ("us1", "it3", "cz2"), ())
+    assert {c.split for c in plan if c.voice.name != "us1"} == {"train"}  # val/test stay English
+    assert {c.voice.name for c in plan if c.split == "train"} == {"us1", "it3", "cz2"}
+    czech = next(c for c in plan if c.voice.name == "cz2")
+    said = [s for s in festival.sentences("cs") if s in czech.text]  # two of the language's own sentences
+    assert len(said) == 2 and len(" ".join(said)) == len(czech.text)
+    # An English-only plan keeps the draws of the corpora built before native voices existed.
+    english = engines.plan_engine("mbrola", 6, 1, mbrola.VOICES, ())
+    assert [(c.split, c.text, c.voice.rate, c.speaker) for c in english[:2]] == [
+        ("train", "Is that Hugh's mirror?", 197, "mb-de4-en+f0.80"),
+        ("test", "Please put the mushroom past the lantern.", 221, "mb-de4-en+f0.93"),
+    ]
+    out = tmp_path / "c"
+    assert main(["--out", str(out), "--engines", "mbrola", "--clips", "2", "--mbrola-voices", "de1"]) == 1
+    assert "MBROLA voice 'de1'" in capsys.readouterr().err and not out.exists()
 
 
 @needs_mbrola

@@ -10,7 +10,8 @@ closure minus the labelled start, median over /p/ after speech):
 - ``mbrola``: cumulative ``.pho`` durations. The stop's segment starts before
   the closure (+22 ms) and mostly holds the burst; about 1 in 10 bursts came
   after the segment's end, so ``closures.extend_stops_to_release`` extends
-  those stops (at most 30 ms).
+  those stops (at most 30 ms). The Italian and Czech voices reading their own
+  sentences: +13 to +20 ms (medians per voice).
 - ``festival``: ``utt.save.segs`` segment times. English (ked): the segment
   starts at the closure (+14 ms) and holds the burst; unchanged. The other
   languages' voices start their /p/ 15-21 ms before the closure (medians per
@@ -37,7 +38,8 @@ train never does (espeak variants; pitch profiles for MBROLA and Festival;
 timbre profiles for Flite; warp and pitch profiles for Open JTalk).
 Festival's other languages' voices speak in train only: their pitch models
 ignore the profiles, so a held-out profile would not be an unheard speaker;
-val/test stay English (ked_diphone).
+val/test stay English (ked_diphone). MBROLA's native-language voices too, so
+that val/test stay the English texts whose scores the recipes were chosen on.
 """
 from __future__ import annotations
 
@@ -132,6 +134,8 @@ def check_engines(
     if "espeak" in engines and not espeak_available():
         raise EngineError("espeak-ng is not installed; apt-get install espeak-ng libespeak-ng1")
     if "mbrola" in engines:
+        for name in mbrola_voices:
+            mbrola.language_of(name)  # voices without sentences or a phone table fail here
         missing = [v for v in mbrola_voices if not mbrola.mbrola_available(v)]
         if missing or not mbrola_voices:
             raise EngineError(f"MBROLA voice(s) {', '.join(missing) or '(none given)'} not installed; {mbrola.INSTALL_HINT}")
@@ -181,7 +185,10 @@ def plan_engine(
         profile = rng.choice(pools[split])
         language = "en"
         if engine == "mbrola":
-            name = rng.choice(mbrola_voices)
+            # Native-language voices in train only (as Festival's other languages); val/test English when given.
+            english = [v for v in mbrola_voices if mbrola.language_of(v) == "en"]
+            name = rng.choice(mbrola_voices if split == "train" or not english else english)
+            language = mbrola.language_of(name)
             voice = mbrola.MbrolaVoice(name, rng.randint(130, 260), rng.randint(25, 75), MBROLA_PROFILES[profile])
             speaker = f"mb-{name}+{profile}"
         elif engine == "flite":

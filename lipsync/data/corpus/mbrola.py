@@ -14,7 +14,10 @@ Voices: the four English ones (``us1`` ... ``en1``) and English spoken
 through other languages' diphone sets (``de1-en``: espeak-ng's
 ``mb-de1-en`` maps English phonemes onto the German speaker's diphones).
 The foreign ones add eleven more real speakers; their accent is what
-MBROLA renders and the .pho says, so labels and audio still agree.
+MBROLA renders and the .pho says, so labels and audio still agree. The
+native-language voices (``it3``: espeak-ng's ``mb-it3`` reading Italian) speak
+the project's own sentences of their language (``texts/``), for training
+only, like Festival's other languages.
 
 Phone symbols are SAMPA-like (``p_h``, ``r=``, ``{``, ``@U``); they are
 translated to espeak-ng mnemonics with ``rigs/phonemes/mbrola_sampa.yaml``
@@ -43,7 +46,8 @@ import soundfile as sf
 import yaml
 
 from lipsync.data.corpus.closures import extend_stops_to_release
-from lipsync.data.corpus.espeak import PAUSE, STOPS, Synthesis
+from lipsync.data.corpus.espeak import PAUSE, Synthesis
+from lipsync.data.corpus.espeak import STOPS as ESPEAK_STOPS
 from lipsync.data.corpus.tiling import relabel_and_merge
 from lipsync.rigs.coarticulation import Phone
 
@@ -55,6 +59,12 @@ ENGLISH_VOICES = ("us1", "us2", "us3", "en1")
 ACCENTED_VOICES = ("af1-en", "nl2-en", "fr1-en", "de1-en", "de2-en", "de4-en", "hu1-en", "pl1-en", "ro1-en",
                    "sw1-en", "sw2-en")  # fmt: skip
 VOICES = ENGLISH_VOICES + ACCENTED_VOICES
+# Voices reading their own language (Debian mbrola-it3, -it4, -cz2). Left out: it1 and it2, for which espeak-ng
+# writes symbols their diphone sets lack (tS dZ j: about one silent gap a second on the Italian sentences); cz1,
+# lacking 86 diphones on the Czech ones; ca1 and ca2, for which it writes French-like symbols (2 9 9~ @ y R).
+NATIVE_VOICES = {"it3": "it", "it4": "it", "cz2": "cs"}
+# Stops and affricates as translated (Czech t' d' are IPA c and ɟ), whose late bursts extend them.
+STOPS = ESPEAK_STOPS | {"ts", "c", "ɟ"}
 _TABLE = Path(__file__).resolve().parents[2] / "rigs" / "phonemes" / "mbrola_sampa.yaml"
 INSTALL_HINT = "run scripts/install_engines.sh (Debian contrib/non-free: mbrola and its mbrola-<voice> packages)"
 LICENCE_NOTE = (
@@ -80,6 +90,16 @@ class MbrolaVoice:
 def database(name: str) -> str:
     """The MBROLA diphone set a voice speaks with: ``de1`` for ``de1-en``."""
     return name.split("-")[0]
+
+
+def language_of(name: str) -> str:
+    """The language a voice reads: ``en`` for the English and accented voices, else its own."""
+    if name in NATIVE_VOICES:
+        return NATIVE_VOICES[name]
+    if name in ENGLISH_VOICES or name.endswith("-en"):
+        return "en"
+    raise MbrolaError(f"MBROLA voice {name!r}: lipsync has sentences and phone tables for English (us1 ... en1, "
+                      f"xx-en) and for {', '.join(NATIVE_VOICES)} only")
 
 
 def voice_path(name: str) -> Path:
