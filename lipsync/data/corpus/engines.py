@@ -177,6 +177,8 @@ def plan_engine(
     n_eval = max(1, round(HELD_OUT_FRACTION * n_clips)) if n_clips >= 3 else 0
     splits = ["val"] * n_eval + ["test"] * n_eval + ["train"] * (n_clips - 2 * n_eval)
     rng.shuffle(splits)
+    # MBROLA's native-language voices speak in train only (as Festival's other languages); val/test English when given.
+    mbrola_english = [v for v in mbrola_voices if mbrola.language_of(v) == "en"] if engine == "mbrola" else []
     by_language: dict[str, list[str]] = {}  # Festival's voices per language
     for v in festival_voices if engine == "festival" else ():
         by_language.setdefault(festival.language_of(v), []).append(v)
@@ -185,9 +187,7 @@ def plan_engine(
         profile = rng.choice(pools[split])
         language = "en"
         if engine == "mbrola":
-            # Native-language voices in train only (as Festival's other languages); val/test English when given.
-            english = [v for v in mbrola_voices if mbrola.language_of(v) == "en"]
-            name = rng.choice(mbrola_voices if split == "train" or not english else english)
+            name = rng.choice(mbrola_voices if split == "train" or not mbrola_english else mbrola_english)
             language = mbrola.language_of(name)
             voice = mbrola.MbrolaVoice(name, rng.randint(130, 260), rng.randint(25, 75), MBROLA_PROFILES[profile])
             speaker = f"mb-{name}+{profile}"
