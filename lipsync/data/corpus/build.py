@@ -358,8 +358,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma list of {','.join(ENGINES)}: a multi-engine corpus (engine field in the manifest); "
                              "without it, the espeak-only corpus of the demo; '--engines blind' alone: the blind test "
                              "(the reserved voices, test split only)")
-    parser.add_argument("--mbrola-voices", default=",".join(mbrola.VOICES), help="MBROLA voices to use: English us1 ... en1, English with an accent "
-                             "(de1-en ...), or reading their own language in train only: " + ",".join(mbrola.NATIVE_VOICES))
+    parser.add_argument("--mbrola-voices", default=",".join(mbrola.VOICES),
+                        help="MBROLA voices to use: English us1 ... en1, English with an accent (de1-en ...), or "
+                             "reading their own language, in train only: " + ",".join(mbrola.NATIVE_VOICES))
     parser.add_argument("--festival-voices", default=",".join(festival.VOICES),
                         help="Festival voices to use (kal_diphone, cmu_us_slt_arctic_hts and msu_ru_nsh_clunits are refused: "
                              "reserved for evaluation)")
