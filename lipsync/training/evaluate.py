@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lipsync.atomic import atomic_write
-from lipsync.data.manifest import manifest_field, reserved_ids
+from lipsync.data.manifest import corpus_roots, manifest_field, reserved_ids
 from lipsync.data.validate import load_clips
 from lipsync.convert.predictor import ModelLoadError, Predictor, load_predictors, resolve_model
 from lipsync.convert.transcript import TranscriptError, check_text_voice, level_db, transcript_curves
@@ -58,8 +58,9 @@ def evaluate(model: Predictor, clips, plot_count: int = 4, groups: dict[str, str
     return overall, per_group, samples
 
 
-def select_clips(clips, data: str, where: str):
-    """The clips whose manifest field has the value ``FIELD=VALUE`` names; raises if none do."""
+def select_clips(clips, data, where: str):
+    """The clips whose manifest field (in the corpus ``data``, or a list of them) has the value ``FIELD=VALUE``
+    names; raises if none do."""
     field, sep, value = where.partition("=")
     if not sep or not field:
         raise ValueError(f"--where {where!r}: write FIELD=VALUE, e.g. engine=flite")
@@ -83,15 +84,15 @@ def read_texts(path: str | Path) -> dict[str, str]:
     return texts
 
 
-def clip_texts(clips, data: str, texts_file: str | None) -> dict[str, str]:
-    """Each clip's dialogue text; raises naming the clips that have none."""
+def clip_texts(clips, data, texts_file: str | None) -> dict[str, str]:
+    """Each clip's dialogue text (from the corpus ``data``, or a list of them); raises naming clips without one."""
     if texts_file:
         texts = read_texts(texts_file)
     else:
         texts = {k: v for k, v in manifest_field(data, "text", missing=None).items() if v.strip()}
     missing = [c.id for c in clips if c.id not in texts]
     if missing:
-        where = texts_file or f"{data}/manifest.jsonl (field 'text')"
+        where = texts_file or " or ".join(f"{r}/manifest.jsonl" for r in corpus_roots(data)) + " (field 'text')"
         raise ValueError(f"--text: {len(missing)} of {len(clips)} clips have no text in {where}, e.g. "
                          f"{', '.join(missing[:3])}; add them or pass --texts FILE")
     return texts

@@ -10,7 +10,11 @@ and writes ``DIR/leave_one_out.json`` and ``DIR/leave_one_out.png``.
 ``--train-also CORPUS`` adds another corpus's clips to every fold's training
 (``data.root=[DATA,CORPUS]``, the held-out value left out of it too), e.g.
 one built with ``make_corpus.py --train-only --id-prefix``; folds are scored on
-``--data`` alone.
+``--data`` alone. ``--test-also CORPUS`` scores each fold on that corpus's
+held-out clips too (never trained on), e.g. a larger test of the same held-out
+speakers from ``make_corpus.py --test-only --id-prefix``: a few dozen test clips
+make a noisy judge. It may be added to or changed in a finished ``--out``: the
+folds are scored again, not trained again.
 
 ``--seeds 1,2`` trains each fold once per seed (``DIR/X/seed-S/``) and scores
 the runs' mean curves: an ensemble, as ``evaluate.py --model A --model B``.
@@ -57,6 +61,7 @@ HEADERS = ("acc", "closure", "f/v", "rounding", "onset ms", "clos. P", "clos. R"
 TARGETS = {"closure_f1": (">=", 0.95), "labiodental_f1": (">=", 0.90), "rounding_f1": (">=", 0.85),
            "closure_onset_ms": ("<=", 30.0)}
 SPEC = "leave_one_out_spec.json"
+RESCORED = ("test_also",)  # spec entries that change what the folds are scored on, not what they train on
 EXIT_USER_ERROR = 1
 
 
@@ -116,6 +121,15 @@ def plan(data: Path, field: str, split: str, hold_out: list[str] | None, exclude
     if not chosen:
         raise LeaveOneOutError(f"no {field} value is left to hold out after --exclude")
     return chosen
+
+
+def check_test_corpus(corpus: Path, field: str, split: str, values: list[str]) -> None:
+    """A --test-also corpus must hold clips of a held-out value in the scored split (checked before training)."""
+    fields, splits = manifest_field(corpus, field, missing=None), manifest_field(corpus, "split")
+    if not any(v in values and splits.get(c) == split for c, v in fields.items()):
+        hint = f" (e.g. make_corpus.py --engines {values[0]} --test-only --id-prefix big_)" if field == "engine" else ""
+        raise LeaveOneOutError(f"--test-also {corpus}: no {split} clip has {field}={' or '.join(values)}; "
+                               f"give a corpus of the held-out values{hint}")
 
 
 def override_key(item: str) -> str:
@@ -191,19 +205,19 @@ def check_spec(out: Path, spec: dict) -> None:
     """The first start records the recipe; a later start with another one is refused.
 
     More members (``--seeds``, ``--member``) beside those an ensemble already has are welcome: the runs trained
-    are kept, the new ones trained, and each fold's ensemble scored again.
+    are kept, the new ones trained, and each fold's ensemble scored again. So are other ``--test-also`` corpora.
     """
     path = out / SPEC
     if path.is_file():
-        before = {"members": [], "train_also": [], **json.loads(path.read_text())}  # as older versions wrote it
-        changed = [k for k in spec if before.get(k) != spec[k]]
+        before = {"members": [], "train_also": [], "test_also": [], **json.loads(path.read_text())}  # older versions
+        changed = [k for k in spec if before.get(k) != spec[k] and k not in RESCORED]
         grows = (before["seeds"] or before["members"]) and set(changed) <= {"seeds", "members"} and all(
             set(map(str, before[k])) <= set(map(str, spec[k])) for k in ("seeds", "members"))
         if changed and not grows:
             lines = "; ".join(f"{k}: was {before.get(k)!r}, now {spec[k]!r}" for k in changed)
             raise LeaveOneOutError(f"{out} holds folds of another command ({lines}). Run the same command to "
                                    "continue it (more --seeds/--member may be added), or pass a new --out")
-        if not changed:
+        if before == spec:
             return
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as f:
@@ -223,8 +237,9 @@ def compose_fold(overrides: list[str]):
         raise LeaveOneOutError(f"the train.py overrides do not compose: {e}") from e
 
 
-def check_texts(cfg, data: Path, field: str, split: str, values: list[str], voice: str, texts_file: str | None):
-    """--text: the voice, the rig and every held-out clip's text are checked before hours of training."""
+def check_texts(cfg, data: list[Path], field: str, split: str, values: list[str], voice: str, texts_file: str | None):
+    """--text: the voice, the rig and every held-out clip's text (in every scored corpus) are checked before
+    hours of training."""
     from lipsync.convert.transcript import check_text_voice
     from lipsync.rigs import load_rig
     from lipsync.training.evaluate import clip_texts
@@ -232,7 +247,7 @@ def check_texts(cfg, data: Path, field: str, split: str, values: list[str], voic
     check_text_voice(voice, load_rig(cfg.data.rig))
     fields, splits = manifest_field(data, field), manifest_field(data, "split")
     held_out = [SimpleNamespace(id=c) for c, v in fields.items() if v in values and splits.get(c) == split]
-    clip_texts(held_out, str(data), texts_file)
+    clip_texts(held_out, data, texts_file)
 
 
 def train_runs(runs: list[Run], out: Path, jobs: int, steps: int | None) -> int:
@@ -301,26 +316,28 @@ def train_runs(runs: list[Run], out: Path, jobs: int, steps: int | None) -> int:
     return failure
 
 
-def score_fold(fold: Fold, data: Path, field: str, split: str, text: str | None, texts_file: str | None) -> dict:
-    """Metrics of the fold's model (the mean curves of its runs) on its held-out clips, cached in its scores.json."""
+def score_fold(fold: Fold, data: list[Path], field: str, split: str, text: str | None, texts_file: str | None) -> dict:
+    """Metrics of the fold's model (the mean curves of its runs) on its held-out clips in the ``data`` corpora
+    (``--data`` and any ``--test-also``), cached in its scores.json."""
     from lipsync.convert.predictor import load_predictors
     from lipsync.data.validate import load_clips
     from lipsync.training.evaluate import clip_texts, evaluate, select_clips
 
     path = fold.dir / "scores.json"
     trained = [read_done(run.dir) for run in fold.runs]  # a run trained again makes its cached scores stale
+    scored_on = list(map(str, data))
     cached = json.loads(path.read_text()) if path.is_file() else {}
-    if cached.get("trained") != trained:
-        cached = {"trained": trained}
+    if cached.get("trained") != trained or cached.get("scored_on", scored_on[:1]) != scored_on:
+        cached = {"trained": trained, "scored_on": scored_on}
     modes = score_modes(text)
     if all(m in cached for m in modes):
         return cached
     model = load_predictors([run.dir for run in fold.runs])
-    clips = select_clips(load_clips(data, model.rig, model.fps, splits=(split,)), str(data), f"{field}={fold.value}")
+    clips = select_clips(load_clips(data, model.rig, model.fps, splits=(split,)), data, f"{field}={fold.value}")
     for mode in modes:
         if mode in cached:
             continue
-        texts = clip_texts(clips, str(data), texts_file) if mode != "audio" else None  # voice checked in check_texts
+        texts = clip_texts(clips, data, texts_file) if mode != "audio" else None  # voice checked in check_texts
         metrics, _, _ = evaluate(model, clips, plot_count=0, texts=texts, voice=text or "en-us")
         cached[mode] = {"clips": len(clips), **metrics.compute()}
     with atomic_write(path) as f:
@@ -407,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-also", action="append", default=[], metavar="CORPUS",
                         help="another corpus whose clips every fold also trains on (the held-out value left out of "
                              "it too), e.g. one made with make_corpus.py --train-only; folds are scored on --data")
+    parser.add_argument("--test-also", action="append", default=[], metavar="CORPUS",
+                        help="another corpus whose held-out clips every fold is also scored on (never trained on), "
+                             "e.g. a larger test of the same speakers from make_corpus.py --test-only --id-prefix")
     parser.add_argument("--split", default="test", choices=("val", "test"), help="the split a fold is scored on")
     parser.add_argument("--text", metavar="VOICE", help="also score with each clip's dialogue text (evaluate.py --text)")
     parser.add_argument("--texts", metavar="FILE", help="clip texts for --text (default: the manifest's text field)")
@@ -420,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data, out = Path(args.data).resolve(), Path(args.out).resolve()
     train_also = [Path(c).resolve() for c in args.train_also]
+    test_also = [Path(c).resolve() for c in args.test_also]
     exclude = [v for v in args.exclude.split(",") if v]
     try:
         seeds = parse_seeds(args.seeds)
@@ -428,18 +449,26 @@ def main(argv: list[str] | None = None) -> int:
             raise LeaveOneOutError(f"--jobs {args.jobs}: train at least one fold at a time")
         if not TRAIN_SCRIPT.is_file():
             raise LeaveOneOutError(f"{TRAIN_SCRIPT} is missing: run leave_one_out from a checkout of lipsync")
-        for flag, corpus in [("--data", data), *(("--train-also", c) for c in train_also)]:
+        for flag, corpus in [("--data", data), *(("--train-also", c) for c in train_also),
+                             *(("--test-also", c) for c in test_also)]:
             if not (corpus / "manifest.jsonl").is_file():
                 raise LeaveOneOutError(f"{flag} {corpus}: no manifest.jsonl there; pass a corpus folder (data/README.md)")
+        for corpus in test_also:
+            if corpus == data or corpus in train_also:
+                raise LeaveOneOutError(f"--test-also {corpus}: the folds train on it too; a test corpus must be "
+                                       "one they never hear")
         check_overrides(args.overrides, args.field, members)
         values = plan(data, args.field, args.split,
                       [v for v in args.hold_out.split(",") if v] if args.hold_out else None, exclude)
+        for corpus in test_also:
+            check_test_corpus(corpus, args.field, args.split, values)
         folds = [make_fold(v, out, members, data, args.field, exclude, args.overrides, train_also) for v in values]
         runs = [run for fold in folds for run in fold.runs]
         cfg, *_ = [compose_fold(run.command[2:]) for run in folds[0].runs]  # every member's overrides must compose
         if args.text:
-            check_texts(cfg, data, args.field, args.split, values, args.text, args.texts)
-        check_spec(out, {"data": str(data), "train_also": list(map(str, train_also)), "field": args.field,
+            check_texts(cfg, [data, *test_also], args.field, args.split, values, args.text, args.texts)
+        check_spec(out, {"data": str(data), "train_also": list(map(str, train_also)),
+                         "test_also": list(map(str, test_also)), "field": args.field,
                          "exclude": exclude, "split": args.split, "seeds": seeds, "members": args.member,
                          "overrides": args.overrides})
     except (ValueError, OSError) as e:  # ours, shlex's, the rig's, the transcript's and the texts' are ValueErrors
@@ -455,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         return code
     tables: dict[str, tuple[dict, dict]] = {}
     try:
-        scores = {f.value: score_fold(f, data, args.field, args.split, args.text, args.texts) for f in folds}
+        scores = {f.value: score_fold(f, [data, *test_also], args.field, args.split, args.text, args.texts)
+                  for f in folds}
     except (ValueError, OSError) as e:  # a model that does not load, a text too long for its audio
         print(f"error: scoring the folds: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -463,8 +493,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = {v: s[mode] for v, s in scores.items()}
         tables[mode] = (rows, mean_row(list(rows.values())))
         print()
-        print(format_table(f"{mode_title(mode)}, {args.split} clips of the held-out {args.field}:", rows, tables[mode][1]))
-    result = {"data": str(data), "train_also": list(map(str, train_also)), "field": args.field, "split": args.split,
+        where = f" in {data.name}" + "".join(f" + {c.name}" for c in test_also) if test_also else ""
+        print(format_table(f"{mode_title(mode)}, {args.split} clips of the held-out {args.field}{where}:", rows,
+                           tables[mode][1]))
+    result = {"data": str(data), "train_also": list(map(str, train_also)), "test_also": list(map(str, test_also)),
+              "field": args.field, "split": args.split,
               "exclude": exclude, "members": members, "overrides": args.overrides,
               "targets": {k: list(v) for k, v in TARGETS.items()},
               "tables": {m: {"folds": rows, "mean": mean, "met": meets(mean)} for m, (rows, mean) in tables.items()}}

@@ -549,13 +549,37 @@ def test_a_train_only_corpus_is_the_full_builds_train_split_under_other_ids(tmp_
     assert sorted(p.name for p in (extra / "audio").iterdir()) == ["festival00000.flac", "festival00001.flac"]
 
 
+@needs_flite
+def test_a_test_only_corpus_is_the_full_builds_test_split_and_more_clips_hold_out_the_same_speakers(tmp_path):
+    full, same, bigger = tmp_path / "full", tmp_path / "same", tmp_path / "bigger"
+    make_corpus(full, 12, seed=5, engines=["flite"], progress=False)
+    make_corpus(same, 12, seed=5, engines=["flite"], progress=False, test_only=True, id_prefix="big_")
+    rows = [json.loads(line) for line in (full / "manifest.jsonl").read_text().splitlines()]
+    kept = [json.loads(line) for line in (same / "manifest.jsonl").read_text().splitlines()]
+    test = [r for r in rows if r["split"] == "test"]
+    assert test and [k["id"] for k in kept] == ["big_" + r["id"] for r in test]
+    for r, k in zip(test, kept):
+        assert (same / k["audio"]).read_bytes() == (full / r["audio"]).read_bytes()
+    # Its purpose: a larger test of the speakers the full build holds out, none of whom its train split hears.
+    stats = make_corpus(bigger, 60, seed=5, engines=["flite"], progress=False, test_only=True, id_prefix="big_")
+    more = [json.loads(line) for line in (bigger / "manifest.jsonl").read_text().splitlines()]
+    assert stats["clips"] == len(more) == 6 and {m["split"] for m in more} == {"test"}
+    timbres = {m["timbre"] for m in more}
+    assert timbres == {r["timbre"] for r in test}
+    assert not timbres & {r["timbre"] for r in rows if r["split"] == "train"}
+    assert len(load_clips([full, bigger], "oculus15", 30, splits=("test",))) == len(test) + 6  # ids apart
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--engines", "espeak", "--id-prefix", "my corpus"], "--id-prefix 'my corpus': use letters, digits"),
     (["--engines", "blind", "--train-only"], "the blind test (blind) is test-only"),
-    (["--train-only"], "--train-only and --id-prefix are for multi-engine corpora: add --engines"),
-    (["--id-prefix", "x"], "--train-only and --id-prefix are for multi-engine corpora: add --engines"),
+    (["--train-only"], "--train-only, --test-only and --id-prefix are for multi-engine corpora: add --engines"),
+    (["--test-only"], "--train-only, --test-only and --id-prefix are for multi-engine corpora: add --engines"),
+    (["--id-prefix", "x"], "--train-only, --test-only and --id-prefix are for multi-engine corpora: add --engines"),
+    (["--engines", "espeak", "--train-only", "--test-only"], "--train-only and --test-only keep different splits"),
+    (["--engines", "espeak", "--test-only", "--clips", "2"], "--test-only: 2 espeak clips put none in test"),
 ])  # fmt: skip
-def test_train_only_and_id_prefix_refuse_what_they_cannot_build(tmp_path, capsys, argv, message):
+def test_train_only_test_only_and_id_prefix_refuse_what_they_cannot_build(tmp_path, capsys, argv, message):
     out = tmp_path / "c"
     assert main(["--out", str(out), "--clips", "4", *argv]) == 1
     assert message in capsys.readouterr().err and not out.exists()

@@ -14,6 +14,9 @@ import pytest
 import yaml
 
 from support import DEMO, REPO
+from lipsync.convert.predictor import load_predictors
+from lipsync.data.validate import load_clips
+from lipsync.training.evaluate import evaluate, select_clips
 from lipsync.training.evaluate import main as evaluate_main
 from lipsync.training.leave_one_out import main as leave_one_out_main
 
@@ -141,6 +144,42 @@ def test_train_also_adds_a_corpus_to_every_folds_training_without_the_held_out_v
     assert result["tables"]["audio"]["folds"]["us"]["clips"] == COUNTS["test"]  # scored on --data alone
 
 
+def test_test_also_scores_each_fold_on_another_corpus_too_without_training_it_again(accents, tmp_path):
+    taken = {json.loads(line)["id"] for line in (accents / "manifest.jsonl").read_text().splitlines()}
+    bigger, rows = tmp_path / "bigger", {"us": [], "other": []}
+    for e in _demo_rows():  # demo test clips the fixture left, ids apart: more clips of the same held-out speakers
+        if e["split"] == "test" and e["id"] not in taken and len(rows[e["accent"]]) < 3:
+            rows[e["accent"]].append({**e, "id": "big_" + e["id"]})
+    bigger.mkdir()
+    (bigger / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows["us"] + rows["other"]))
+    out = tmp_path / "loo"
+    common = ["--data", str(accents), "--out", str(out), "--field", "accent", "--hold-out", "us", *RECIPE,
+              "trainer.max_steps=3"]
+    assert _run(common).returncode == 0
+    done = (out / "us" / "done.json").read_text()
+    config = yaml.safe_load((out / "us" / "config.yaml").read_text())
+    assert config["data"]["root"] == str(accents.resolve())  # never trained on
+
+    more = _run([*common, "--test-also", str(bigger)])  # added to a finished --out: scored again, not trained
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert "us: finished earlier" in more.stdout and (out / "us" / "done.json").read_text() == done
+    assert f"test clips of the held-out accent in {accents.name} + bigger" in more.stdout
+    result = json.loads((out / "leave_one_out.json").read_text())
+    row = result["tables"]["audio"]["folds"]["us"]
+    assert result["test_also"] == [str(bigger.resolve())] and row["clips"] == COUNTS["test"] + 3
+    # the row is the fold's model on the held-out clips of both corpora together
+    model = load_predictors([out / "us"])
+    clips = select_clips(load_clips([accents, bigger], model.rig, model.fps, splits=("test",), progress=False),
+                         [accents, bigger], "accent=us")
+    metrics = evaluate(model, clips, plot_count=0)[0].compute()
+    assert len(clips) == row["clips"] and row["mae"] == pytest.approx(metrics["mae"])
+    assert json.loads((out / "us" / "scores.json").read_text())["scored_on"] == [str(accents.resolve()),
+                                                                              str(bigger.resolve())]
+    back = _run(common)  # and taken away again: --data alone
+    assert back.returncode == 0 and json.loads((out / "leave_one_out.json").read_text())["tables"]["audio"][
+        "folds"]["us"]["clips"] == COUNTS["test"]
+
+
 def test_seeds_and_members_train_a_run_each_and_score_their_mean_curves(accents, tmp_path):
     out = tmp_path / "loo"
     ran = _run(["--data", str(accents), "--out", str(out), "--field", "accent", "--hold-out", "us", "--seeds", "1",
@@ -176,6 +215,9 @@ def test_seeds_and_members_train_a_run_each_and_score_their_mean_curves(accents,
     (["--hold-out", "scottish"], "no clip has accent=scottish; the corpus has other, us"),
     (["--exclude", "other"], "one value left (us) after --exclude"),
     (["--train-also", "/nonexistent"], "--train-also /nonexistent: no manifest.jsonl there"),
+    (["--test-also", "/nonexistent"], "--test-also /nonexistent: no manifest.jsonl there"),
+    (["--test-also", "{data}"], "the folds train on it too; a test corpus must be one they never hear"),
+    (["--test-also", "{demo}", "--hold-out", "us"], "no test clip has accent=us; give a corpus of the held-out values"),
     (["trainer.max_stepz=3"], "the train.py overrides do not compose"),
     (["--text", "xx-nope"], "xx-nope"),
     (["--seeds", "1,2", "seed=3"], "every --seeds/--member sets seed, so it would reach no run"),
@@ -185,6 +227,7 @@ def test_seeds_and_members_train_a_run_each_and_score_their_mean_curves(accents,
     (["--member", "seed=1 model.head.hiden=3"], "the train.py overrides do not compose"),
 ])
 def test_wrong_commands_fail_before_training_saying_what_to_change(accents, tmp_path, capsys, extra, message):
+    extra = [a.format(data=accents, demo=DEMO) for a in extra]
     args = ["--data", str(accents), "--out", str(tmp_path / "loo"), "--field", "accent", *extra, *RECIPE]
     assert leave_one_out_main(args) == 1
     assert message in capsys.readouterr().err

@@ -106,6 +106,7 @@ def make_corpus(
     flite_voices: tuple[str, ...] = flite.VOICES,
     train_only: bool = False,
     id_prefix: str = "",
+    test_only: bool = False,
 ) -> dict:
     """Write the corpus folder and return its statistics (also in ``stats.json``).
 
@@ -119,12 +120,16 @@ def make_corpus(
     as the full build's train split) and ``id_prefix`` starts every id and
     file name: a corpus that adds training data to another through
     ``data.root=[a,b]``, whose ids must not collide with the other's.
+    ``test_only`` keeps the test split alone: built with more clips, a larger
+    test of the same held-out speakers, e.g. for ``leave_one_out.py --test-also``.
     """
     if engines is not None:
         return make_multi_engine_corpus(out_dir, n_clips, seed, engines, fps, rig, overwrite, progress,
-                                        mbrola_voices, festival_voices, flite_voices, train_only, id_prefix)  # fmt: skip
-    if train_only or id_prefix:
-        raise ValueError("--train-only and --id-prefix are for multi-engine corpora: add --engines (e.g. --engines espeak)")
+                                        mbrola_voices, festival_voices, flite_voices, train_only, id_prefix,
+                                        test_only)  # fmt: skip
+    if train_only or test_only or id_prefix:
+        raise ValueError("--train-only, --test-only and --id-prefix are for multi-engine corpora: "
+                         "add --engines (e.g. --engines espeak)")
     out = Path(out_dir)
     _prepare_folder(out, overwrite)
     target_rig = load_rig(rig)
@@ -175,6 +180,7 @@ def make_multi_engine_corpus(
     flite_voices: tuple[str, ...] = flite.VOICES,
     train_only: bool = False,
     id_prefix: str = "",
+    test_only: bool = False,
 ) -> dict:
     """The corpus from several engines; see ``make_corpus``. Checks every engine before writing anything."""
     counts = n_clips if isinstance(n_clips, dict) else {e: n_clips for e in engines}
@@ -184,20 +190,26 @@ def make_multi_engine_corpus(
         raise ValueError(
             f"--id-prefix {id_prefix!r}: use letters, digits, '_' and '-' only (it starts every clip id and file name)"
         )
+    if train_only and test_only:
+        raise ValueError("--train-only and --test-only keep different splits: give one of them")
     if train_only and BLIND in engines:
         raise ValueError(f"the blind test ({BLIND}) is test-only: build it without --train-only")
+    only = "train" if train_only else "test" if test_only else None
     check_engines(engines, tuple(mbrola_voices), tuple(festival_voices), tuple(flite_voices))
+    voices = tuple(mbrola_voices), tuple(festival_voices), tuple(flite_voices)
+    plans = [replace(c, id=id_prefix + c.id) for e in engines for c in plan_engine(e, counts[e], seed, *voices)]
+    for e in engines:
+        if only and not any(c.split == only and c.engine == e for c in plans):
+            raise ValueError(f"--{only}-only: {counts[e]} {e} clips put none in {only}; give {e} at least 3 clips")
     out = Path(out_dir)
     _prepare_folder(out, overwrite)
     target_rig = load_rig(rig)
-    voices = tuple(mbrola_voices), tuple(festival_voices), tuple(flite_voices)
-    plans = [replace(c, id=id_prefix + c.id) for e in engines for c in plan_engine(e, counts[e], seed, *voices)]
     records: dict[str, list] = {e: [] for e in engines}
     tallies = {e: (Counter(), Counter(), Counter(), Counter()) for e in engines}  # seconds, speech, phones, visemes
     phonesets: dict[str, set] = {e: set() for e in engines}
     spoken = speak_all(plans)
     for clip, audio, phones in tqdm(spoken, total=len(plans), desc="clips", unit="clip", disable=not progress):
-        if train_only and clip.split != "train":
+        if only and clip.split != only:
             continue  # spoken all the same: Festival's Czech voices sound a little different after other Czech texts
         phoneset = phoneset_of(clip)
         phonesets[clip.engine].add(phoneset)
@@ -369,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-only", action="store_true",
                         help="write only the clips the plan puts in train (the full build's train split): a corpus "
                              "that adds training data to another, data.root=[a,b]; needs --engines")
+    parser.add_argument("--test-only", action="store_true",
+                        help="write only the clips the plan puts in test: with more --clips than the corpus it "
+                             "joins, a larger test of the same held-out speakers (leave_one_out.py --test-also)")
     parser.add_argument("--id-prefix", default="",
                         help="start every clip id and file name with this, so that the ids differ from another "
                              "corpus's in data.root=[a,b]; needs --engines")
@@ -380,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         stats = make_corpus(args.out, counts, args.seed, fps=args.fps, overwrite=args.overwrite, engines=engines,
                             mbrola_voices=_names(args.mbrola_voices), festival_voices=_names(args.festival_voices),
                             flite_voices=_names(args.flite_voices), train_only=args.train_only,
-                            id_prefix=args.id_prefix)  # fmt: skip
+                            id_prefix=args.id_prefix, test_only=args.test_only)  # fmt: skip
     except (FileExistsError, OSError, RuntimeError, ValueError) as e:  # EngineError, ReservedVoiceError among them
         print(f"error: {e}", file=sys.stderr)
         return 1
