@@ -6,6 +6,8 @@ The model is loaded as conversion loads it, so an exported or shipped model is
 scored exactly as it will run. ``--text VOICE`` scores conversion with dialogue
 text (``convert.py --text``): each clip's text from the manifest's ``text``
 field, or from ``--texts FILE`` (``id<TAB>text`` lines, or festvox ``txt.done.data``).
+Where the clips have phone alignments, it also names the phones under the false
+and the missed closure, f/v and rounding events.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ import numpy as np
 from tqdm import tqdm
 
 from lipsync.atomic import atomic_write
-from lipsync.data.manifest import corpus_roots, manifest_field, reserved_ids
+from lipsync.data.alignment import read_alignment_tsv
+from lipsync.data.manifest import corpus_roots, manifest_field, read_manifest, reserved_ids
 from lipsync.data.validate import load_clips
 from lipsync.convert.predictor import ModelLoadError, Predictor, load_predictors, resolve_model
 from lipsync.convert.transcript import TranscriptError, check_text_voice, level_db, transcript_curves
@@ -29,11 +32,13 @@ from lipsync.training.plots import curves_figure, save_figure
 
 
 def evaluate(model: Predictor, clips, plot_count: int = 4, groups: dict[str, str] | None = None,
-             texts: dict[str, str] | None = None, voice: str = "en-us"):
+             texts: dict[str, str] | None = None, voice: str = "en-us", alignments: dict | None = None):
     """Metrics over all clips, and per group (clip id -> group name) when ``groups`` is given.
 
     ``texts`` (clip id -> dialogue text): score the curves timed from each clip's text, as ``convert.py --text``.
+    ``alignments`` (clip id -> phones): count the phones under false and missed events (``errors_by_phone``).
     """
+    alignments = alignments or {}
     channels = list(model.rig.channels)
     overall = CurveMetrics(channels, model.fps, model.rig.name)
     per_group: dict[str, CurveMetrics] = {}
@@ -47,12 +52,12 @@ def evaluate(model: Predictor, clips, plot_count: int = 4, groups: dict[str, str
             except TranscriptError as e:
                 raise TranscriptError(f"clip {clip.id}: {e}") from e
         pred = pred.values
-        overall.update(pred, clip.curves)
+        overall.update(pred, clip.curves, alignments.get(clip.id))
         if groups is not None:
             name = groups.get(clip.id, "?")
             if name not in per_group:
                 per_group[name] = CurveMetrics(channels, model.fps, model.rig.name)
-            per_group[name].update(pred, clip.curves)
+            per_group[name].update(pred, clip.curves, alignments.get(clip.id))
         if len(samples) < plot_count:
             samples.append((clip.id, pred, clip.curves))
     return overall, per_group, samples
@@ -70,6 +75,23 @@ def select_clips(clips, data, where: str):
         seen = sorted({values.get(c.id, "?") for c in clips})
         raise ValueError(f"--where {where}: no clip of this split has {field}={value}; it has {', '.join(seen[:10])}")
     return chosen
+
+
+def clip_alignments(clips, data) -> dict[str, list]:
+    """Clip id -> phones, for the clips whose manifest line (in the corpus ``data``, or a list) names an alignment."""
+    paths = {e.id: e.alignment for root in corpus_roots(data) for e in read_manifest(root) if e.alignment}
+    return {c.id: read_alignment_tsv(paths[c.id]) for c in clips if c.id in paths}
+
+
+def format_errors_by_phone(errors: dict, top: int = 8) -> str:
+    """One line per event group and kind: the phones under its false (missed) events, most frequent first."""
+    lines = ["false and missed events by the phone under them:"]
+    for name, kinds in errors.items():
+        for kind, counts in kinds.items():
+            total = sum(counts.values())
+            shown = ", ".join(f"{p} {n} ({n / total:.0%})" for p, n in list(counts.items())[:top])
+            lines.append(f"  {name:<12}{kind:>7} {total:>5}: {shown or '-'}")
+    return "\n".join(lines)
 
 
 def read_texts(path: str | Path) -> dict[str, str]:
@@ -146,12 +168,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.text:
             check_text_voice(args.text, model.rig)
             texts = clip_texts(clips, args.data, args.texts)
+        alignments = clip_alignments(clips, args.data)
     except (CheckpointError, ModelLoadError, TranscriptError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     groups = manifest_field(args.data, args.group_by) if args.group_by else None
     try:
-        metrics, per_group, samples = evaluate(model, clips, args.plots, groups, texts, args.text or "en-us")
+        metrics, per_group, samples = evaluate(model, clips, args.plots, groups, texts, args.text or "en-us",
+                                               alignments)
     except TranscriptError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -160,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     source = source.get("checkpoint", source["path"])
     title = f"{source} on {args.data} [{args.split}: {len(clips)} clips]" + (f", with text ({args.text})" if texts else "")
     print(format_table(scores, per_channel, title))
+    errors = metrics.errors_by_phone()
+    if errors:
+        print()
+        print(format_errors_by_phone(errors) + (f" ({len(alignments)} of {len(clips)} clips have an alignment)"
+                                                if len(alignments) < len(clips) else ""))
     if per_group:
         print()
         print(format_groups(per_group, args.group_by))
@@ -171,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         with atomic_write(out / "metrics.json") as f:
             json.dump({"model": source, "data": str(args.data), "split": args.split, "text": args.text,
                        "clips": len(clips), "metrics": scores, "per_channel_mae": per_channel,
+                       "errors_by_phone": errors,
                        "groups": {k: m.compute() for k, m in per_group.items()}}, f, indent=2)
         written = [out / "metrics.json"]
         if samples:  # --plots 0 draws nothing

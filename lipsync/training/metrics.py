@@ -8,9 +8,14 @@
   true one (one to one) when their onsets are within ``tolerance`` seconds or
   the runs overlap. Onsets are interpolated between frames, so onset error is
   not limited to whole frames.
+- Given each clip's phone alignment, the phone under every false and every
+  missed event: where a model closes the lips wrongly (on /n/? on /v/?) says
+  more about what it cannot hear than the F1 alone.
 """
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,6 +64,8 @@ class _EventCounts:
     fp: int = 0
     fn: int = 0
     onset_errors: list[float] = field(default_factory=list)
+    false_at: Counter = field(default_factory=Counter)  # phone under each false event
+    missed_at: Counter = field(default_factory=Counter)  # phone under each missed event
 
     def f1(self) -> float:
         denom = 2 * self.tp + self.fp + self.fn
@@ -69,6 +76,14 @@ class _EventCounts:
 
     def recall(self) -> float:  # of the real events, how many are predicted
         return self.tp / (self.tp + self.fn) if self.tp + self.fn else float("nan")
+
+
+def phone_at(phones: Sequence, seconds: float) -> str:
+    """The label of the phone (start, end, label) sounding at ``seconds``; "-" outside the alignment."""
+    for start, end, label in phones:
+        if start <= seconds < end:
+            return label
+    return "-"
 
 
 class CurveMetrics:
@@ -86,8 +101,8 @@ class CurveMetrics:
         self.correct = 0
         self.counts = {g: _EventCounts() for g in self.groups}
 
-    def update(self, pred: np.ndarray, true: np.ndarray) -> None:
-        """One clip: pred/true [T, C] (already trimmed to its length)."""
+    def update(self, pred: np.ndarray, true: np.ndarray, phones: Sequence | None = None) -> None:
+        """One clip: pred/true [T, C] (already trimmed to its length); ``phones`` its alignment, if it has one."""
         self.abs_err += np.abs(pred - true).sum(axis=0)
         self.frames += len(true)
         self.correct += int((pred.argmax(axis=1) == true.argmax(axis=1)).sum())
@@ -100,6 +115,10 @@ class CurveMetrics:
             c.fp += len(p_ev) - len(matched)
             c.fn += len(t_ev) - len(matched)
             c.onset_errors.extend(abs(p_ev[i][0] - t_ev[j][0]) * 1000 for i, j in matched)
+            if phones is not None:  # an event's middle names the phone it sits on
+                hit_p, hit_t = {i for i, _ in matched}, {j for _, j in matched}
+                c.false_at.update(phone_at(phones, (a + b) / 2) for k, (a, b) in enumerate(p_ev) if k not in hit_p)
+                c.missed_at.update(phone_at(phones, (a + b) / 2) for k, (a, b) in enumerate(t_ev) if k not in hit_t)
 
     def compute(self) -> dict[str, float]:
         frames = max(self.frames, 1)
@@ -109,6 +128,12 @@ class CurveMetrics:
             out[f"{name}_precision"], out[f"{name}_recall"] = c.precision(), c.recall()
             out[f"{name}_onset_ms"] = float(np.median(c.onset_errors)) if c.onset_errors else float("nan")
         return out
+
+    def errors_by_phone(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Per event group, the phones under its false and missed events, most frequent first (clips with
+        alignments only)."""
+        return {name: {"false": dict(c.false_at.most_common()), "missed": dict(c.missed_at.most_common())}
+                for name, c in self.counts.items() if c.false_at or c.missed_at}
 
     def per_channel_mae(self) -> dict[str, float]:
         return {ch: float(e / max(self.frames, 1)) for ch, e in zip(self.channels, self.abs_err)}
