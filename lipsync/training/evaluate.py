@@ -83,9 +83,9 @@ def clip_alignments(clips, data) -> dict[str, list]:
     return {c.id: read_alignment_tsv(paths[c.id]) for c in clips if c.id in paths}
 
 
-def format_errors_by_phone(errors: dict, top: int = 8) -> str:
+def format_errors_by_phone(errors: dict, note: str = "", top: int = 8) -> str:
     """One line per event group and kind: the phones under its false (missed) events, most frequent first."""
-    lines = ["false and missed events by the phone under them:"]
+    lines = [f"false and missed events by the phone under them{note}:"]
     for name, kinds in errors.items():
         for kind, counts in kinds.items():
             total = sum(counts.values())
@@ -187,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     errors = metrics.errors_by_phone()
     if errors:
         print()
-        print(format_errors_by_phone(errors) + (f" ({len(alignments)} of {len(clips)} clips have an alignment)"
-                                                if len(alignments) < len(clips) else ""))
+        some = len(alignments) < len(clips)
+        print(format_errors_by_phone(errors, f" (the {len(alignments)} of {len(clips)} clips with an alignment)" * some))
     if per_group:
         print()
         print(format_groups(per_group, args.group_by))

@@ -127,7 +127,8 @@ def check_test_corpus(corpus: Path, field: str, split: str, values: list[str]) -
     """A --test-also corpus must hold clips of a held-out value in the scored split (checked before training)."""
     fields, splits = manifest_field(corpus, field, missing=None), manifest_field(corpus, "split")
     if not any(v in values and splits.get(c) == split for c, v in fields.items()):
-        hint = f" (e.g. make_corpus.py --engines {values[0]} --test-only --id-prefix big_)" if field == "engine" else ""
+        hint = (f" (e.g. make_corpus.py --engines {values[0]} --test-only --id-prefix big_, with the seed of --data's "
+                "build)") if field == "engine" else ""
         raise LeaveOneOutError(f"--test-also {corpus}: no {split} clip has {field}={' or '.join(values)}; "
                                f"give a corpus of the held-out values{hint}")
 
