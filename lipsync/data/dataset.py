@@ -3,7 +3,9 @@ whole clips for evaluation, and a collate that pads and says what is real.
 
 Every item keeps ``T == num_frames(N, fps)`` (round(N / 16000 * fps) with
 halves up; N audio samples, T curve frames), the rule the model's frame alignment uses, so targets and
-predictions always have the same length.
+predictions always have the same length. A frame whose curves are NaN has
+no target (``data.unscored_phones``): it is audio the model hears, but the
+loss skips it.
 """
 from __future__ import annotations
 
@@ -116,7 +118,8 @@ class ClipDataset(Dataset):
 
 
 def collate(items: Sequence[dict]) -> dict:
-    """Zero-pad to the longest item; ``mask`` is True on real frames."""
+    """Zero-pad to the longest item; ``mask`` is True on real frames, ``scored`` on real frames with a target
+    (no NaN in their curves; those become 0)."""
     if not items:
         raise ValueError("collate needs at least one item")
     audio_lengths = torch.tensor([len(it["audio"]) for it in items], dtype=torch.int64)
@@ -129,11 +132,13 @@ def collate(items: Sequence[dict]) -> dict:
         audio[i, : audio_lengths[i]] = it["audio"]
         curves[i, : frame_lengths[i]] = it["curves"]
     mask = torch.arange(curves.shape[1])[None, :] < frame_lengths[:, None]
+    scored = mask & ~curves.isnan().any(-1)
     return {
         "audio": audio,
         "audio_lengths": audio_lengths,
-        "curves": curves,
+        "curves": curves.nan_to_num(0.0),
         "frame_lengths": frame_lengths,
         "mask": mask,
+        "scored": scored,
         "ids": [it["id"] for it in items],
     }

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from lipsync.data.alignment import read_alignment_tsv
+
 MANIFEST_NAME = "manifest.jsonl"
 SPLITS = ("train", "val", "test")
 CORPUS_FIELD = "corpus"
@@ -191,6 +193,12 @@ def manifest_field(root, field: str, missing: str | None = "?") -> dict[str, str
                for line in manifest_path(r).read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     entries = [{CORPUS_FIELD: r, **e} for r, e in entries if isinstance(e, dict) and "id" in e]
     return {str(e["id"]): str(e.get(field, missing)) for e in entries if missing is not None or field in e}
+
+
+def clip_alignments(clips, data) -> dict[str, list]:
+    """Clip id -> phones, for the clips whose manifest line (in the corpus ``data``, or a list) names an alignment."""
+    paths = {e.id: e.alignment for root in corpus_roots(data) for e in read_manifest(root) if e.alignment}
+    return {c.id: read_alignment_tsv(paths[c.id]) for c in clips if c.id in paths}
 
 
 def reserved_ids(root) -> set[str]:

@@ -21,8 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lipsync.atomic import atomic_write
-from lipsync.data.alignment import read_alignment_tsv
-from lipsync.data.manifest import corpus_roots, manifest_field, read_manifest, reserved_ids
+from lipsync.data.manifest import clip_alignments, corpus_roots, manifest_field, reserved_ids
 from lipsync.data.validate import load_clips
 from lipsync.convert.predictor import ModelLoadError, Predictor, load_predictors, resolve_model
 from lipsync.convert.transcript import TranscriptError, check_text_voice, level_db, transcript_curves
@@ -75,12 +74,6 @@ def select_clips(clips, data, where: str):
         seen = sorted({values.get(c.id, "?") for c in clips})
         raise ValueError(f"--where {where}: no clip of this split has {field}={value}; it has {', '.join(seen[:10])}")
     return chosen
-
-
-def clip_alignments(clips, data) -> dict[str, list]:
-    """Clip id -> phones, for the clips whose manifest line (in the corpus ``data``, or a list) names an alignment."""
-    paths = {e.id: e.alignment for root in corpus_roots(data) for e in read_manifest(root) if e.alignment}
-    return {c.id: read_alignment_tsv(paths[c.id]) for c in clips if c.id in paths}
 
 
 def format_errors_by_phone(errors: dict, note: str = "", top: int = 8) -> str:

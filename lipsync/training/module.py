@@ -56,7 +56,7 @@ class LipSyncTask(L.LightningModule):
 
     def _step(self, batch: dict) -> tuple[dict, torch.Tensor]:
         logits, features = self.model.logits_and_features(batch["audio"], batch["audio_lengths"])
-        losses = self.criterion(logits, batch["curves"], batch["mask"])
+        losses = self.criterion(logits, batch["curves"], batch["scored"])
         if self.adversary is not None and self.training:
             adversarial = self.adversary(features, batch["mask"], batch["ids"], self.global_step)
             losses = {**losses, **adversarial, "loss": losses["loss"] + adversarial["adversary"]}

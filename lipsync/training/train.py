@@ -6,11 +6,13 @@ import os
 import time
 import warnings
 from collections import Counter
+from dataclasses import replace
 from functools import reduce
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -23,7 +25,7 @@ from lipsync.checkpointing.store import CheckpointStore
 from lipsync.checkpointing.supervisor import is_supervised_child
 from lipsync.data.augment import Augmenter
 from lipsync.data.dataset import ClipDataset, WindowDataset, collate
-from lipsync.data.manifest import manifest_field
+from lipsync.data.manifest import clip_alignments, manifest_field
 from lipsync.data.sampler import EpochSampler
 from lipsync.data.validate import load_clips
 from lipsync.health import HealthStop, build_health, build_numerics_guard
@@ -32,6 +34,7 @@ from lipsync.model.checkpoint import portable_model_config
 from lipsync.model.warm_start import warm_start
 from lipsync.rigs import load_rig
 from lipsync.training.adversary import DomainAdversary
+from lipsync.training.metrics import phone_at
 from lipsync.training.module import LipSyncTask
 from lipsync.training.rundir import archive_previous_run, mark_done, read_done, record_run
 
@@ -41,7 +44,8 @@ EXIT_OK, EXIT_USER_ERROR, EXIT_STOP = 0, 1, 75
 # Config that decides the model and the data seen: a resume with other values is refused (run.allow_config_change).
 UNWATCHED_DATA_KEYS = ("num_workers", "eval_batch_size", "skip_bad_clips")
 # Options added after runs existed: watched only when set, so those runs keep their config hash.
-WATCHED_WHEN_SET = (("data", "balance_by"), ("model", "encoder", "cmn_window_s"), ("model", "encoder", "freq_conv"))
+WATCHED_WHEN_SET = (("data", "balance_by"), ("data", "unscored_phones"), ("model", "encoder", "cmn_window_s"),
+                    ("model", "encoder", "freq_conv"))
 
 
 def train(cfg: DictConfig) -> int:
@@ -88,7 +92,9 @@ def train(cfg: DictConfig) -> int:
     clips = load_clips(cfg.data.root, rig, cfg.data.fps, splits=("train", "val"),
                        skip_bad=cfg.data.skip_bad_clips)
     clips = _exclude(clips, cfg.data.root, cfg.data.exclude)
-    train_clips = _balance([c for c in clips if c.split in ("train", None)], cfg.data.root, cfg.data.balance_by)
+    train_clips = _unscore([c for c in clips if c.split in ("train", None)], cfg.data.root,
+                           cfg.data.unscored_phones, cfg.data.fps)
+    train_clips = _balance(train_clips, cfg.data.root, cfg.data.balance_by)
     val_clips = [c for c in clips if c.split == "val"]
     if not train_clips:
         raise ValueError(f"{cfg.data.root}: no clips with split 'train' (or no split) to train on")
@@ -176,6 +182,45 @@ def _exclude(clips: list, root, exclude: DictConfig) -> list:
         kept = [c for c in clips if value_of.get(c.id) not in drop]
         print(f"data.exclude: left out {len(clips) - len(kept)} clips with {field} in {sorted(drop)}")
         clips = kept
+    return clips
+
+
+def _unscore(clips: list, root, unscored, fps: float) -> list:
+    """Give the frames of the listed phones no target (NaN curves, which the loss skips) in the clips whose
+    manifest field has a listed value: {engine: {espeak: [m, n, N]}}. Changed clips are copies."""
+    for field, phones_of in (unscored or {}).items():
+        setting = f"data.unscored_phones.{field}"
+        value_of = manifest_field(root, field)
+        chosen = [c for c in clips if value_of.get(c.id) in phones_of]
+        alignments = clip_alignments(chosen, root)
+        unaligned = [c.id for c in chosen if c.id not in alignments]
+        if unaligned:
+            raise ValueError(f"{setting}: {len(unaligned)} training clip(s) have no alignment in manifest.jsonl "
+                             f"(first: {unaligned[0]}), so the frames of their phones are unknown")
+        replaced = {}
+        for value, phones in phones_of.items():
+            if value not in value_of.values():
+                raise ValueError(f"{setting}.{value}: no clip of {root} has {field}={value}; its values: "
+                                 f"{_listing(sorted(set(value_of.values())))}")
+            of_value = [c for c in chosen if value_of[c.id] == value]
+            if not of_value:  # all left out, as in the fold that holds this engine out
+                print(f"{setting}.{value}: no training clip has {field}={value}; nothing to skip")
+                continue
+            labels = {c.id: [phone_at(alignments[c.id], t / fps) for t in range(len(c.curves))] for c in of_value}
+            seen = {label for clip_labels in labels.values() for label in clip_labels}
+            if not set(phones) <= seen:
+                raise ValueError(f"{setting}.{value}: phone(s) {sorted(set(phones) - seen)} are in no alignment of "
+                                 f"the {len(of_value)} training clips with {field}={value}; their phones: "
+                                 f"{' '.join(sorted(seen - {'-'}))}")
+            skipped = Counter()
+            for clip in of_value:
+                drop = np.array([label in phones for label in labels[clip.id]])
+                replaced[clip.id] = replace(clip, curves=np.where(drop[:, None], np.float32("nan"), clip.curves))
+                skipped.update(label for label in labels[clip.id] if label in phones)
+            frames = sum(map(len, labels.values()))
+            print(f"{setting}.{value}: the loss skips {sum(skipped.values())} of {frames} frames in "
+                  f"{len(of_value)} clips ({', '.join(f'{p} {n}' for p, n in skipped.most_common())})")
+        clips = [replaced.get(c.id, c) for c in clips]
     return clips
 
 

@@ -138,6 +138,7 @@ def test_clip_dataset_and_collate(fps):
     assert batch["frame_lengths"].dtype == torch.int64 and torch.equal(batch["frame_lengths"], frames)
     assert batch["mask"].dtype == torch.bool and batch["mask"].shape == (4, int(frames.max()))
     assert torch.equal(batch["mask"].sum(1), frames)
+    assert torch.equal(batch["scored"], batch["mask"])  # no NaN curves: every real frame has a target
     for i, clip in enumerate(clips):
         n, t = len(clip.audio), clip.curves.shape[0]
         assert torch.equal(batch["audio"][i, :n], torch.from_numpy(clip.audio))

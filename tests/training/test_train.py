@@ -156,17 +156,113 @@ def test_balance_by_repeats_smaller_groups(mini_corpus, tmp_path, capsys):
 
 
 def test_options_added_later_are_watched_only_when_on():
-    """Off, data.balance_by, model.encoder.cmn_window_s and model.encoder.freq_conv stay out of the watched config:
-    a run started before they existed resumes after an upgrade with the same config hash."""
+    """Off, data.balance_by, data.unscored_phones, model.encoder.cmn_window_s and model.encoder.freq_conv stay out of
+    the watched config: a run started before they existed resumes after an upgrade with the same config hash."""
     from lipsync.training.train import watched_config
 
     cfg = compose_train(["experiment=scratch"])
     assert "balance_by" not in watched_config(cfg)["data"]
+    assert "unscored_phones" not in watched_config(cfg)["data"]
     assert not {"cmn_window_s", "freq_conv"} & set(watched_config(cfg)["model"]["encoder"])
     cfg.data.balance_by, cfg.model.encoder.cmn_window_s, cfg.model.encoder.freq_conv = "engine", 1.5, [8, 16]
     assert watched_config(cfg)["data"]["balance_by"] == "engine"
     assert watched_config(cfg)["model"]["encoder"]["cmn_window_s"] == 1.5
     assert watched_config(cfg)["model"]["encoder"]["freq_conv"] == [8, 16]
+
+
+def _with_engine(mini_corpus, folder, espeak: set) -> list:
+    """mini_corpus's manifest in ``folder`` with an engine field: "espeak" for the ids in ``espeak``, else "other"."""
+    entries = [json.loads(line) for line in (mini_corpus / "manifest.jsonl").read_text().splitlines()]
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(
+        {**e, **{k: str(mini_corpus / e[k]) for k in ("audio", "curves", "alignment")},
+         "engine": "espeak" if e["id"] in espeak else "other"}) + "\n" for e in entries))
+    return entries
+
+
+def test_unscored_phones_give_their_frames_no_target_and_no_gradient(mini_corpus, tmp_path, capsys):
+    """data.unscored_phones={engine: {espeak: [n, m]}}: in espeak's clips, exactly the frames inside an /n/ or /m/
+    lose their target; through windows, speed changes and collate they stay out of the loss, which gives them
+    no gradient."""
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from lipsync.data.alignment import read_alignment_tsv
+    from lipsync.data.augment import Augmenter
+    from lipsync.data.dataset import WindowDataset, collate
+    from lipsync.data.validate import load_clips
+    from lipsync.rigs import load_rig
+    from lipsync.training.losses import CurveLoss
+    from lipsync.training.train import _unscore
+
+    clips = [c for c in load_clips(mini_corpus, "oculus15", 30, progress=False) if c.split == "train"]
+    espeak = {c.id for c in clips[:8]}
+    _with_engine(mini_corpus, tmp_path, espeak)
+    before = [c.curves.copy() for c in clips]
+    out = _unscore(clips, tmp_path, OmegaConf.create({"engine": {"espeak": ["n", "m"]}}), 30)
+    assert [c.id for c in out] == [c.id for c in clips]
+    assert all(np.array_equal(c.curves, b) for c, b in zip(clips, before))  # the caller's clips stay whole
+    unscored = 0
+    for clip, new in zip(clips, out):
+        if clip.id not in espeak:
+            assert new is clip
+            continue
+        phones = read_alignment_tsv(mini_corpus / "alignments" / f"{clip.id}.tsv")
+        in_nasal = np.array([any(p.label in ("n", "m") and p.start <= t / 30 < p.end for p in phones)
+                             for t in range(len(clip.curves))])
+        assert np.array_equal(np.isnan(new.curves).all(1), in_nasal) and not np.isnan(new.curves[~in_nasal]).any()
+        assert np.array_equal(new.curves[~in_nasal], clip.curves[~in_nasal])
+        unscored += int(in_nasal.sum())
+    assert unscored > 20
+    assert f"data.unscored_phones.engine.espeak: the loss skips {unscored} of" in capsys.readouterr().out
+
+    speed = OmegaConf.create({"enabled": True, "effects": {"speed": {"p": 1.0, "min_factor": 0.9, "max_factor": 1.1}}})
+    windows = WindowDataset([c for c in out if c.id in espeak], 30, window_seconds=1.0, seed=0,
+                            windows_per_clip=4, augment=Augmenter(speed, seed=0, fps=30))
+    batch = collate([windows[i] for i in range(len(windows))])
+    assert not batch["curves"].isnan().any()
+    assert batch["scored"].sum() < batch["mask"].sum() and not (batch["scored"] & ~batch["mask"]).any()
+
+    loss = CurveLoss(tuple(load_rig("oculus15").channels), emphasis_balanced=True, viseme_ce_weight=0.5)
+    logits = torch.randn(batch["curves"].shape, requires_grad=True)
+    loss(logits, batch["curves"], batch["scored"])["loss"].backward()
+    unscored_frames = batch["mask"] & ~batch["scored"]
+    assert logits.grad[unscored_frames].abs().max() == 0 and logits.grad[batch["scored"]].abs().max() > 0
+    changed = batch["curves"].clone()
+    changed[unscored_frames] = 1.0  # whatever the target there, the loss is the same
+    assert torch.equal(loss(logits, changed, batch["scored"])["loss"],
+                       loss(logits, batch["curves"], batch["scored"])["loss"])
+
+    # Through the config: a short run trains with finite losses and says what it skipped.
+    cfg = compose_train(["experiment=scratch", f"data.root={tmp_path}", f"run.dir={tmp_path / 'run'}",
+                         "trainer.max_steps=3", "trainer.log_every_n_steps=1", "data.batch_size=4",
+                         "callbacks.progress_bar.refresh_rate=0", "data.unscored_phones={engine:{espeak:[n,m]}}",
+                         *SMALL_MODEL])
+    assert train(cfg) == 0
+    assert f"the loss skips {unscored} of" in capsys.readouterr().out
+    assert len(_losses(tmp_path / "run")) == 3 and all(np.isfinite(list(_losses(tmp_path / "run").values())))
+
+
+def test_unscored_phones_refuse_a_phone_no_clip_has_and_clips_without_alignments(mini_corpus, tmp_path):
+    from omegaconf import OmegaConf
+
+    from lipsync.data.validate import load_clips
+    from lipsync.training.train import _unscore
+
+    clips = [c for c in load_clips(mini_corpus, "oculus15", 30, progress=False) if c.split == "train"]
+    entries = _with_engine(mini_corpus, tmp_path, {c.id for c in clips[:8]})
+    with pytest.raises(ValueError, match=r"unscored_phones.engine.espeak: phone\(s\) \['ng'\] are in no alignment of "
+                                         r"the 8 training clips with engine=espeak; their phones: .*\bm\b"):
+        _unscore(clips, tmp_path, OmegaConf.create({"engine": {"espeak": ["m", "ng"]}}), 30)
+    with pytest.raises(ValueError, match="espaek: no clip of .+ has engine=espaek; its values: espeak, other"):
+        _unscore(clips, tmp_path, OmegaConf.create({"engine": {"espaek": ["m"]}}), 30)
+    # The fold that holds espeak out trains on no espeak clip: nothing to skip, not an error.
+    others = clips[8:]
+    assert _unscore(others, tmp_path, OmegaConf.create({"engine": {"espeak": ["m"]}}), 30) == others
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(
+        {**{k: v for k, v in e.items() if k != "alignment"}, "audio": str(mini_corpus / e["audio"]),
+         "curves": str(mini_corpus / e["curves"]), "engine": "espeak"}) + "\n" for e in entries))
+    with pytest.raises(ValueError, match=r"16 training clip\(s\) have no alignment in manifest.jsonl \(first: "):
+        _unscore(clips, tmp_path, OmegaConf.create({"engine": {"espeak": ["m"]}}), 30)
 
 
 def test_balance_by_corpus_weighs_a_few_takes_up_against_a_large_corpus(mini_corpus, tmp_path, capsys):
