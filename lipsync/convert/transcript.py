@@ -6,7 +6,8 @@ there are. espeak-ng turns the text into IPA phones (any of its languages); a
 Viterbi pass then places them on the model's predicted curves (resampled to
 100 Hz): each phone scores the frames it covers by how strongly the model shows
 its visemes, lasts at least ``MIN_PHONE_S``, and a pause may open at the start,
-at the end and at every clause boundary (punctuation) but is never forced.
+at the end and between any two words (people pause where no comma is written)
+but is never forced.
 The model's curves (30 fps) time a phone to about a frame; the audio's level
 sharpens that: a consonant that closes or narrows the mouth starts where the
 level falls most steeply within ``SNAP_S`` of its placed start, and a vowel
@@ -67,8 +68,8 @@ def read_transcript(audio: Path) -> str:
     return text
 
 
-def text_to_clauses(text: str, voice: str = "en-us") -> list[list[str]]:
-    """IPA phones per clause (espeak-ng breaks clauses at punctuation), stress marks kept for the table lookup."""
+def text_to_words(text: str, voice: str = "en-us") -> list[list[str]]:
+    """IPA phones per word, stress marks kept for the table lookup."""
     if shutil.which("espeak-ng") is None:
         raise TranscriptError("dialogue text needs espeak-ng to turn words into phones: apt-get install espeak-ng")
     text = text.replace("+", "").strip()  # festvox texts mark stress with '+'
@@ -81,15 +82,16 @@ def text_to_clauses(text: str, voice: str = "en-us") -> list[list[str]]:
     if voice.split("+")[0].lower() not in espeak_voices():
         raise TranscriptError(f"espeak-ng has no voice {voice!r}; pass one of its languages, such as en-us, en-gb, "
                               "de, fr, es, ru, ja (espeak-ng --voices lists them)")
-    proc = subprocess.run(["espeak-ng", "-q", "--ipa", "--sep= ", "-v", voice], input=text,
+    # "_" between a word's phones, a space between words (with --sep=" " both are spaces).
+    proc = subprocess.run(["espeak-ng", "-q", "--ipa", "--sep=_", "-v", voice], input=text,
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise TranscriptError(f"espeak-ng failed on the text with voice {voice!r}: {proc.stderr.strip()[:200]}")
     # "(en)" and the like mark words espeak-ng read in another language's rules: not phones. Its Russian
     # output also tags some vowels with '"' or '^', which are not IPA.
-    clauses = [[p.strip('"^') for p in line.split() if not LANGUAGE_SWITCH.fullmatch(p)]
-               for line in proc.stdout.splitlines()]
-    return [c for c in clauses if c]
+    words = [[p.strip('"^') for p in word.split("_") if p and not LANGUAGE_SWITCH.fullmatch(p)]
+             for word in proc.stdout.split()]
+    return [w for w in words if w]
 
 
 @lru_cache(maxsize=1)
@@ -114,7 +116,7 @@ def _require_visemes(channels: tuple[str, ...] | list[str]) -> None:
 def check_text_voice(voice: str, rig: Rig) -> None:
     """Before a batch: espeak-ng is there and knows ``voice``, and the model predicts visemes text can time."""
     _require_visemes(rig.channels)
-    text_to_clauses("a", voice)
+    text_to_words("a", voice)
 
 
 @dataclass(frozen=True)
@@ -125,13 +127,13 @@ class _Unit:
     min_frames: int
 
 
-def _units(clauses: list[list[str]]) -> tuple[list[_Unit], list[str]]:
-    """The left-to-right chain: optional pauses around every clause, each phone as its visemes in order."""
+def _units(words: list[list[str]]) -> tuple[list[_Unit], list[str]]:
+    """The left-to-right chain: optional pauses around every word, each phone as its visemes in order."""
     min_phone = max(1, round(MIN_PHONE_S * ALIGN_FPS))
     pause = _Unit("sil", -1, True, max(1, round(MIN_PAUSE_S * ALIGN_FPS)))
     units, labels = [pause], []
-    for clause in clauses:
-        for label in clause:
+    for word in words:
+        for label in word:
             try:
                 visemes = visemes_for(label, "ipa")
             except UnknownPhoneError:
@@ -140,7 +142,7 @@ def _units(clauses: list[list[str]]) -> tuple[list[_Unit], list[str]]:
                 continue
             labels.append(label)
             units += [_Unit(v, len(labels) - 1, False, min_phone) for v in visemes]
-        if units[-1] is not pause:  # one pause between clauses: the chain skips one optional unit at a time
+        if units[-1] is not pause:  # one pause between words: the chain skips one optional unit at a time
             units.append(pause)
     return units, labels
 
@@ -283,11 +285,11 @@ def snap_to_level(phones: list[Phone], level: np.ndarray) -> list[Phone]:
     return out
 
 
-def align_text(curves: Curves, clauses: list[list[str]], level: np.ndarray) -> list[Phone]:
-    """Timed IPA phones (pauses as gaps) for ``clauses``, placed on the model's oculus15 ``curves`` and
+def align_text(curves: Curves, words: list[list[str]], level: np.ndarray) -> list[Phone]:
+    """Timed IPA phones (pauses as gaps) for ``words``, placed on the model's oculus15 ``curves`` and
     sharpened on the audio's ``level`` (dB per 10 ms, ``LevelMeter``)."""
     _require_visemes(curves.channels)
-    units, labels = _units(clauses)
+    units, labels = _units(words)
     if not labels:
         raise TranscriptError("the dialogue text has no speech sounds")
     n_out = max(1, int(round(curves.n_frames / curves.fps * ALIGN_FPS)))
@@ -306,6 +308,6 @@ def transcript_curves(curves: Curves, text: str, voice: str, rig: Rig,
                       level: np.ndarray) -> tuple[Curves, list[Phone]]:
     """The model's curves re-drawn from the dialogue text, timed by the model and the audio's ``level``
     (``LevelMeter``); also the timed phones."""
-    phones = align_text(curves, text_to_clauses(text, voice), level)
+    phones = align_text(curves, text_to_words(text, voice), level)
     values = phones_to_curves(phones, rig, curves.fps, n_frames=curves.n_frames, phoneset="ipa")
     return Curves(values, rig.channels, curves.fps), phones

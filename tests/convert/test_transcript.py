@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -11,8 +12,8 @@ import pytest
 from lipsync.audio import load_audio
 from lipsync.convert.cli import main as convert_main
 from lipsync.convert.predictor import load_predictor, shipped_models
-from lipsync.convert.transcript import (LevelMeter, TranscriptError, level_db, snap_to_level, text_to_clauses,
-                                       transcript_curves)
+from lipsync.convert.transcript import (LevelMeter, TranscriptError, _units, level_db, snap_to_level,
+                                       text_to_words, transcript_curves)
 from lipsync.curves.csv import read_curves_csv
 from lipsync.data.alignment import read_alignment_tsv
 from lipsync.data.validate import load_clips
@@ -37,17 +38,16 @@ def _scores(model, values, truth) -> dict[str, float]:
     return metrics.compute()
 
 
-def test_text_becomes_ipa_phones_per_clause():
-    clauses = text_to_clauses("Bob's map, please.", "en-us")
-    assert len(clauses) == 2  # the comma opens a clause: a pause may go there
-    assert [p.strip("ˈˌ") for p in clauses[0]][:3] == ["b", "ɑː", "b"] and "m" in clauses[0]
-    assert text_to_clauses("Привет", "ru")[0][0] == "p"
+def test_text_becomes_ipa_phones_per_word():
+    words = text_to_words("Bob's map, please.", "en-us")
+    assert len(words) == 3  # a pause may go between any two words, not only at the comma
+    assert [p.strip("ˈˌ") for p in words[0]] == ["b", "ɑː", "b", "z"] and words[1][0] == "m"
+    assert text_to_words("Привет", "ru")[0][0] == "p"
+    assert [len(w) for w in text_to_words("Привет, hello мир", "ru")] == [6, 4, 3]  # no "(en)" language tags
 
 
-def test_a_clause_without_speech_sounds_adds_no_second_pause():
-    from lipsync.convert.transcript import _units
-
-    units, labels = _units([["p", "a"], ["ᛗ"], ["m", "a"]])  # the middle clause has nothing the IPA table knows
+def test_a_word_without_speech_sounds_adds_no_second_pause():
+    units, labels = _units([["p", "a"], ["ᛗ"], ["m", "a"]])  # the middle word has nothing the IPA table knows
     assert [u.viseme for u in units] == ["sil", "PP", "aa", "sil", "PP", "aa", "sil"] and labels == ["p", "a", "m", "a"]
 
 
@@ -59,7 +59,7 @@ def test_a_clause_without_speech_sounds_adds_no_second_pause():
 ])
 def test_bad_text_or_voice_is_refused(text, voice, message):
     with pytest.raises(TranscriptError, match=message):
-        text_to_clauses(text, voice)
+        text_to_words(text, voice)
 
 
 def test_text_removes_the_closures_the_model_invents_on_a_language_it_never_heard(default_model):
@@ -78,6 +78,27 @@ def test_text_removes_the_closures_the_model_invents_on_a_language_it_never_hear
     assert with_text["closure_onset_ms"] <= 30 and with_text["rounding_f1"] > alone["rounding_f1"]
     assert [p.label.strip("ˈˌ") for p in phones][:3] == ["m", "ɯᵝ", "k"]
     assert all(a.end <= b.start + 1e-9 for a, b in zip(phones, phones[1:]))  # in order, never overlapping
+
+
+def test_a_pause_between_words_stays_a_pause_without_punctuation(default_model):
+    """Two lines said with half a second between them, their text run together without a comma: the pause is
+    silence, and each line's words are timed on its own speech (they were squeezed into the first line's audio
+    when pauses could only open at punctuation)."""
+    entries = [json.loads(line) for line in (DEMO / "manifest.jsonl").open()]
+    first, second = [e for e in entries if e["split"] == "test"][:2]
+    gap = np.zeros(8000, np.float32)
+    lines = [load_audio(DEMO / e["audio"]) for e in (first, second)]
+    audio = np.concatenate([lines[0], gap, lines[1]])
+    text = " ".join(re.sub(r"[^\w' ]", "", e["text"]) for e in (first, second))
+    assert text_to_words(text, "en-us") and "," not in text and "." not in text
+    pred = default_model.predict(audio)
+    _, phones = transcript_curves(pred, text, "en-us", default_model.rig, level_db(audio, default_model.sample_rate))
+    start, stop = len(lines[0]) / 16000, (len(lines[0]) + len(gap)) / 16000
+    inside = sum(max(0.0, min(p.end, stop) - max(p.start, start)) for p in phones)
+    assert inside < 0.1 * (stop - start), (inside, phones)
+    n_first = len(_units(text_to_words(first["text"], "en-us"))[1])  # the phones the chain times
+    last_of_first, first_of_second = phones[n_first - 1], phones[n_first]
+    assert last_of_first.end <= start + 0.05 and first_of_second.start >= stop - 0.05, (last_of_first, first_of_second)
 
 
 def test_text_timing_follows_the_audio(default_model, monkeypatch):
