@@ -51,6 +51,25 @@ def test_shipped_models_rebuild_as_trainable_models_for_experiment_finetune():
         assert not torch.equal(model.head.out.weight, before)
 
 
+def test_experiment_finetune_trains_with_the_shipped_default_recipes_loss():
+    """Fine-tuning continues ``default`` with the loss it was trained with: every loss override of its card's
+    training command (the viseme cross-entropy, the emphasis) is experiment=finetune's value too."""
+    import shlex
+
+    from omegaconf import OmegaConf
+
+    from support import compose_train
+
+    cfg = compose_train(["experiment=finetune"])
+    card = json.loads(shipped_models()["default"].with_suffix(".json").read_text())
+    overrides = [arg.lstrip("+").split("=", 1) for arg in shlex.split(card["training_run"]["command"])
+                 if arg.lstrip("+").startswith("loss.")]
+    assert any(key == "loss.viseme_ce_weight" for key, _ in overrides), card["training_run"]["command"]
+    for key, value in overrides:
+        trained = OmegaConf.select(OmegaConf.from_dotlist([f"{key}={value}"]), key)
+        assert OmegaConf.select(cfg, key) == trained, (key, trained, OmegaConf.select(cfg, key))
+
+
 def _agreement(curves_csv: Path, truth_csv: Path) -> float:
     """Share of frames whose strongest channel is the one the clip's own alignment puts there."""
     curves, truth = read_curves_csv(curves_csv), read_curves_csv(truth_csv)

@@ -63,9 +63,9 @@ def test_bad_text_or_voice_is_refused(text, voice, message):
 
 
 def test_text_removes_the_closures_the_model_invents_on_a_language_it_never_heard(default_model):
-    """The default model never heard Japanese: it invents lip closures (3 of its 9 on this clip); the kana text
-    removes them. (The model before the other-language Festival voices also missed some, and the text placed all
-    six; this one puts a false closure 0.2 s before the /b/ at 3.18 s, and the text times that /b/ 150 ms early.)"""
+    """The default model never heard Japanese: it invents lip closures (4 of its 9 on this clip); the kana text
+    removes them and places all of the clip's closures. (The default before viseme_ce invented 3 of 9 and its text
+    timing put the /b/ at 3.18 s 150 ms early, a miss.)"""
     audio = load_audio(JAPANESE)
     pred = default_model.predict(audio)
     truth = read_curves_csv(JAPANESE.with_suffix(".csv")).values
@@ -102,20 +102,21 @@ def test_a_pause_between_words_stays_a_pause_without_punctuation(default_model):
 
 
 def test_text_timing_follows_the_audio(default_model, monkeypatch):
-    """On espeak-ng voices the model never heard (demo test split), text-timed events land within 10 ms;
-    the audio's level halves the closure onset error of timing by the model's 30 fps curves alone."""
+    """On espeak-ng voices the model never heard (demo test split), text-timed events land within 10 ms, and the
+    audio's level brings them closer than the model's 30 fps curves alone. (The default before viseme_ce timed
+    closures to 11 ms by its curves and the level halved that; this one's curves time them to 7 ms here, so the
+    level's gain shows on f/v, 6.4 -> 4.8 ms. On the Russian recordings it still cuts closures' 24 ms to 19.)"""
     import lipsync.convert.transcript as transcript
 
     clips = load_clips(DEMO, default_model.rig, default_model.fps, splits=("test",))
     texts = {json.loads(line)["id"]: json.loads(line)["text"] for line in (DEMO / "manifest.jsonl").open()}
     scores = evaluate(default_model, clips, plot_count=0, texts=texts, voice="en-us")[0].compute()
-    # f/v: 0.945 for the shipped default (0.98 before freq_conv, which traded f/v on espeak-ng for closures)
-    assert scores["closure_f1"] >= 0.95 and scores["labiodental_f1"] >= 0.93 and scores["rounding_f1"] >= 0.9, scores
+    assert scores["closure_f1"] >= 0.95 and scores["labiodental_f1"] >= 0.95 and scores["rounding_f1"] >= 0.9, scores
     assert scores["closure_onset_ms"] <= 10 and scores["labiodental_onset_ms"] <= 10, scores
     monkeypatch.setattr(transcript, "SNAP_S", 0.0)
     curves_alone = evaluate(default_model, clips, plot_count=0, texts=texts, voice="en-us")[0].compute()
-    assert scores["closure_onset_ms"] < 0.7 * curves_alone["closure_onset_ms"], (scores, curves_alone)
-    assert scores["viseme_acc"] > curves_alone["viseme_acc"], (scores, curves_alone)
+    assert scores["labiodental_onset_ms"] < 0.85 * curves_alone["labiodental_onset_ms"], (scores, curves_alone)
+    assert scores["closure_onset_ms"] <= curves_alone["closure_onset_ms"] + 0.5, (scores, curves_alone)
 
 
 def test_level_moves_a_closure_to_where_the_audio_falls_quiet():
