@@ -51,9 +51,9 @@ def test_shipped_models_rebuild_as_trainable_models_for_experiment_finetune():
         assert not torch.equal(model.head.out.weight, before)
 
 
-def test_experiment_finetune_trains_with_the_shipped_default_recipes_loss():
-    """Fine-tuning continues ``default`` with the loss it was trained with: every loss override of its card's
-    training command (the viseme cross-entropy, the emphasis) is experiment=finetune's value too."""
+def test_experiment_finetune_trains_with_the_shipped_models_loss():
+    """Fine-tuning continues a shipped model with the loss it was trained with: every loss override of each
+    card's training command (the viseme cross-entropy, the emphasis) is experiment=finetune's value too."""
     import shlex
 
     from omegaconf import OmegaConf
@@ -61,13 +61,14 @@ def test_experiment_finetune_trains_with_the_shipped_default_recipes_loss():
     from support import compose_train
 
     cfg = compose_train(["experiment=finetune"])
-    card = json.loads(shipped_models()["default"].with_suffix(".json").read_text())
-    overrides = [arg.lstrip("+").split("=", 1) for arg in shlex.split(card["training_run"]["command"])
-                 if arg.lstrip("+").startswith("loss.")]
-    assert any(key == "loss.viseme_ce_weight" for key, _ in overrides), card["training_run"]["command"]
-    for key, value in overrides:
-        trained = OmegaConf.select(OmegaConf.from_dotlist([f"{key}={value}"]), key)
-        assert OmegaConf.select(cfg, key) == trained, (key, trained, OmegaConf.select(cfg, key))
+    for name, path in shipped_models().items():
+        command = json.loads(path.with_suffix(".json").read_text())["training_run"]["command"]
+        overrides = [arg.lstrip("+").split("=", 1) for arg in shlex.split(command)
+                     if arg.lstrip("+").startswith("loss.")]
+        assert any(key == "loss.viseme_ce_weight" for key, _ in overrides), (name, command)
+        for key, value in overrides:
+            trained = OmegaConf.select(OmegaConf.from_dotlist([f"{key}={value}"]), key)
+            assert OmegaConf.select(cfg, key) == trained, (name, key, trained, OmegaConf.select(cfg, key))
 
 
 def _agreement(curves_csv: Path, truth_csv: Path) -> float:
@@ -83,7 +84,7 @@ def test_japanese_model_by_name_follows_japanese_speech(tmp_path, capsys):
     assert main([str(JAPANESE), "--out", str(tmp_path / "default"), "--no-progress"]) == 0
     truth = JAPANESE.with_suffix(".csv")
     ja, default = _agreement(tmp_path / "ja" / "ja_m001.csv", truth), _agreement(tmp_path / "default" / "ja_m001.csv", truth)
-    assert ja > 0.75 and ja > default + 0.1, (ja, default)  # why it ships: the default model never heard Japanese
+    assert ja > 0.9 and ja > default + 0.2, (ja, default)  # why it ships: the default model never heard Japanese
 
 
 def test_an_ensemble_of_models_runs_their_mean_curves(tiny_onnx_arkit):
