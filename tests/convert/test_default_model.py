@@ -15,7 +15,7 @@ import torch
 
 from lipsync.audio import load_audio, num_frames
 from lipsync.convert.cli import main
-from lipsync.convert.predictor import ModelLoadError, load_predictor, load_predictors, shipped_models
+from lipsync.convert.predictor import ModelLoadError, load_predictor, load_predictors, read_model_card, shipped_models
 from lipsync.curves import Curves
 from lipsync.curves.csv import read_curves_csv
 from lipsync.data.augment import make_noise
@@ -28,7 +28,7 @@ def test_shipped_models_come_with_their_cards():
     models = shipped_models()
     assert set(models) == {"default", "ja"}
     for path in models.values():
-        card = json.loads(path.with_suffix(".json").read_text())
+        card = read_model_card(path)
         assert path.stat().st_size < 12_000_000  # a few MB, in the package
         assert card["model_file"] == path.name
         assert card["rig"] == "oculus15" and len(card["channels"]) == 15 and card["fps"] == 30
@@ -62,7 +62,7 @@ def test_experiment_finetune_trains_with_the_shipped_models_loss():
 
     cfg = compose_train(["experiment=finetune"])
     for name, path in shipped_models().items():
-        command = json.loads(path.with_suffix(".json").read_text())["training_run"]["command"]
+        command = read_model_card(path)["training_run"]["command"]
         overrides = [arg.lstrip("+").split("=", 1) for arg in shlex.split(command)
                      if arg.lstrip("+").startswith("loss.")]
         assert any(key == "loss.viseme_ce_weight" for key, _ in overrides), (name, command)
