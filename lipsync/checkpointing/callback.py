@@ -119,12 +119,14 @@ class DurableCheckpoint(pl.Callback):
         self.saved_step = int(checkpoint[keys.GLOBAL_STEP])
 
     # -- when to save -------------------------------------------------------------
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        # After Lightning registered its SIGTERM handler (which would end the run with exit 0). The caller
-        # restores the original handlers (``with stop:`` around fit) once Lightning has torn down.
-        self.stop.install()
+    def on_sanity_check_start(self, trainer, pl_module) -> None:
+        self.stop.install()  # as on_train_start: the sanity check's validation also looks at Lightning's flag
 
     def on_train_start(self, trainer, pl_module) -> None:
+        # The caller installed ours (``with stop:`` around fit); Lightning has since wrapped it in its own SIGTERM
+        # handler, whose flag it checks after ours at every step end: a signal between the two checks ended the
+        # run with exit 0 and nothing saved. So ours alone, again; the caller restores the originals after fit.
+        self.stop.install()
         if self._pending_rng is not None:
             # Restored last, right before the first step: nothing Lightning does at start-up shifts the streams.
             restore_rng(self._pending_rng)

@@ -5,6 +5,7 @@
     LIPSYNC_TEST_KILL_IN_SAVE_AT_STEP=8[:manifest]  SIGKILL half-way through writing step 8 (lipsync.checkpointing.store)
     LIPSYNC_TEST_STOP_AT_STEP=7               SIGSTOP at the end of step 7: a simulated hang
     LIPSYNC_TEST_SIGNAL_AT_STEP=5:SIGTERM     send this signal to ourselves at the start of step 5
+    LIPSYNC_TEST_SIGNAL_AFTER_STEP=5:SIGTERM  ... at the end of step 5, after the checkpoint callback's own check
     LIPSYNC_TEST_SAMPLE_LOG=path              append "step epoch ids audio_sum" for every training batch
 
 Each fault fires once per run dir (a marker under ``<run dir>/.test-hooks/``),
@@ -34,7 +35,14 @@ def _steps(var: str) -> set[int]:
     return {int(s) for s in value.split(",") if s.strip()}
 
 
+def _signal(run_dir: Path, var: str, step: int) -> None:
+    at, _, name = os.environ.get(var, "").partition(":")
+    if at and int(at) == step and fire_once(run_dir, f"{var}-{step}"):
+        os.kill(os.getpid(), getattr(signal, name or "SIGTERM"))
+
+
 def at_step_end(run_dir: Path, step: int) -> None:
+    _signal(run_dir, "LIPSYNC_TEST_SIGNAL_AFTER_STEP", step)
     if step in _steps("LIPSYNC_TEST_KILL_AT_STEP") and fire_once(run_dir, f"kill-at-{step}"):
         os.kill(os.getpid(), signal.SIGKILL)
     if step in _steps("LIPSYNC_TEST_STOP_AT_STEP") and fire_once(run_dir, f"stop-at-{step}"):
@@ -47,11 +55,7 @@ def in_validation(run_dir: Path, step: int) -> None:
 
 
 def at_step_start(run_dir: Path, step: int) -> None:
-    spec = os.environ.get("LIPSYNC_TEST_SIGNAL_AT_STEP")
-    if spec:
-        at, _, name = spec.partition(":")
-        if int(at) == step and fire_once(run_dir, f"signal-at-{step}"):
-            os.kill(os.getpid(), getattr(signal, name or "SIGTERM"))
+    _signal(run_dir, "LIPSYNC_TEST_SIGNAL_AT_STEP", step)
 
 
 def log_sample(step: int, epoch: int, batch: dict) -> None:

@@ -26,7 +26,8 @@ TINY = ["experiment=scratch", "trainer=cpu", "model.encoder.hidden=16", "model.h
         "checkpoint.every_minutes=null", "callbacks.progress_bar.refresh_rate=0", "plot_clips=0", "health=off"]
 STEPS_PER_EPOCH, MAX_STEPS = 8, 12
 HOOK_VARS = ("LIPSYNC_TEST_KILL_AT_STEP", "LIPSYNC_TEST_KILL_IN_VALIDATION_AT_STEP", "LIPSYNC_TEST_KILL_IN_SAVE_AT_STEP",
-             "LIPSYNC_TEST_STOP_AT_STEP", "LIPSYNC_TEST_SIGNAL_AT_STEP", "LIPSYNC_TEST_SAMPLE_LOG")
+             "LIPSYNC_TEST_STOP_AT_STEP", "LIPSYNC_TEST_SIGNAL_AT_STEP", "LIPSYNC_TEST_SIGNAL_AFTER_STEP",
+             "LIPSYNC_TEST_SAMPLE_LOG")
 
 
 def train_command(corpus: Path, run_dir: Path, *extra: str) -> list[str]:

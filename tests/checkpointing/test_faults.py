@@ -54,6 +54,21 @@ def test_killed_anywhere_then_same_command_resumes_bit_identical(mini_corpus, re
     assert json.loads((run_dir / "done.json").read_text())["global_step"] == MAX_STEPS
 
 
+def test_sigterm_between_steps_still_saves_and_exits_75(mini_corpus, reference_run, tmp_path):
+    """A signal after the checkpoint callback's check at the end of a step, and before Lightning's own check in
+    the same step: Lightning must not see it first (it would end the run with exit 0 and nothing saved)."""
+    run_dir, log = tmp_path / "run", tmp_path / "samples.log"
+    command = train_command(mini_corpus, run_dir)
+    stopped = run_train(command, LIPSYNC_TEST_SIGNAL_AFTER_STEP="5:SIGTERM", LIPSYNC_TEST_SAMPLE_LOG=log)
+    assert stopped.returncode == 75, stopped.stdout[-2000:] + stopped.stderr[-3000:]
+    assert "Stopped by SIGTERM after step 6" in stopped.stdout and not (run_dir / "done.json").exists()
+    resumed = run_train(command, LIPSYNC_TEST_SAMPLE_LOG=log)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    assert f"Resuming from {_ckpt(run_dir, 6)} at step 6" in resumed.stdout
+    assert [int(line.split()[0]) for line in log.read_text().splitlines()] == list(range(1, MAX_STEPS + 1))
+    assert_identical(final_state(run_dir), final_state(reference_run))
+
+
 def test_supervised_run_survives_kill_and_hang(mini_corpus, reference_run, tmp_path):
     run_dir = tmp_path / "run"
     command = train_command(mini_corpus, run_dir, "run.supervise=true", "run.supervisor.backoff_s=0.1",
