@@ -2,7 +2,7 @@
 # Install the extra speech engines for building a multi-engine training corpus:
 # MBROLA (Debian contrib) with its English voices us1 us2 us3 en1 and eleven
 # other languages' voices that espeak-ng drives in English (non-free), and
-# Festival with its English ked_diphone voice and the Italian, Czech and Catalan voices,
+# Festival with its English ked_diphone voice and the Italian, Czech, Catalan and Hindi voices,
 # CMU Flite (main), and Open JTalk (main) with Nitech's Japanese HTS voice (contrib, CC-BY 3.0).
 #
 # The system's apt sources are left untouched: a private copy of them with
@@ -40,7 +40,7 @@ apt_private=(
 apt-get "${apt_private[@]}" update
 DEBIAN_FRONTEND=noninteractive apt-get "${apt_private[@]}" install -y --no-install-recommends \
     espeak-ng libespeak-ng1 mbrola festival festvox-kdlpc16k flite \
-    festvox-italp16k festvox-itapc16k festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-ca-ona-hts \
+    festvox-italp16k festvox-itapc16k festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-ca-ona-hts festvox-hi-nsk \
     mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 mbrola-af1 mbrola-nl2 mbrola-fr1 mbrola-de1 mbrola-de2 mbrola-de4 \
     mbrola-hu1 mbrola-pl1 mbrola-ro1 mbrola-sw1 mbrola-sw2 mbrola-it3 mbrola-it4 mbrola-cz2 \
     open-jtalk open-jtalk-mecab-naist-jdic hts-voice-nitech-jp-atr503-m001 \

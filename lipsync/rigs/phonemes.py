@@ -23,7 +23,7 @@ NEXT = ("_next",)
 _TABLE_DIR = Path(__file__).parent / "phonemes"
 FESTIVAL_TABLE = _TABLE_DIR / "festival_ipa.yaml"
 _ARPABET_LABEL = re.compile(r"^[A-Z]{1,3}[012]?$")
-_IPA_MODIFIERS = "ˈˌːˑ̩̯̃ʰʷʲˠˤᵝ̥̬̪̺̻̚˞‿͜͡.-"  # ᵝ: compressed lips (espeak-ng's Japanese ɯᵝ)
+_IPA_MODIFIERS = "ˈˌːˑ̩̯̃ʰʱʷʲˠˤᵝ̥̬̪̺̻̚˞‿͜͡.-"  # ᵝ: compressed lips (espeak-ng's Japanese ɯᵝ)
 
 
 class UnknownPhoneError(ValueError):

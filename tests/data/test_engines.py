@@ -247,10 +247,12 @@ def test_festival_timing_is_its_segments_and_p_closures_fall_inside_p():
 @pytest.mark.parametrize("name", sorted(festival.OTHER_LANGUAGE_VOICES))
 def test_festival_other_languages_timing_is_its_segments_and_p_closures_fall_inside_p(name):
     language = festival.language_of(name)
-    text = " ".join(s for s in festival.sentences(language) if "p" in s.lower())  # every sentence with a /p/
+    text = " ".join(s for s in festival.sentences(language) if {"p", "प", "फ"} & set(s.lower()))  # all with a /p/
     voice = festival.FestivalVoice(name, stretch=1.1)
     (raw, audio, sample_rate), = festival.synthesise_raw([(text, voice)])
-    assert raw[-1].end == pytest.approx(len(audio) / sample_rate, abs=0.03)
+    gap = len(audio) / sample_rate - raw[-1].end  # Hindi's voice plays up to 41 ms of silence after its last pause
+    tail = audio[round(raw[-1].end * sample_rate):]
+    assert abs(gap) <= 0.03 or (gap <= 0.05 and 20 * np.log10(np.sqrt(np.mean(tail ** 2)) + 1e-9) < -40)
     synth = festival.synthesise(text, voice)
     assert [p.label for p in synth.phones if p.label != "sil"] == [
         festival.to_label(p.label, language) for p in raw if p.label not in ("#", "##", "pau")
@@ -261,7 +263,19 @@ def test_festival_other_languages_timing_is_its_segments_and_p_closures_fall_ins
         assert ours.start == pytest.approx(theirs.start, abs=TOLERANCE) or ours.start - theirs.start <= 0.0301
         if abs(ours.end - theirs.end) > TOLERANCE:  # only a stop extended to its late burst, by at most 30 ms
             assert ours.label in festival.IPA_STOPS and 0 < ours.end - theirs.end <= 0.0301
-    assert _check_p_closures(synth.audio, sample_rate, synth.phones, {"p", "pː"}, "ipa") >= 5
+    p_labels = {"p", "pː", "pʰ"}  # pʰ: Hindi's फ
+    assert _check_p_closures(synth.audio, sample_rate, synth.phones, p_labels, "ipa") >= 5
+
+
+@needs_festival_voices
+def test_a_hindi_utterance_after_a_czech_one_speaks_as_it_does_alone():
+    """In one Festival process, a Czech voice breaks Hindi's front end; Hindi gets a process of its own."""
+    czech, hindi = festival.FestivalVoice("czech_dita"), festival.FestivalVoice("hindi_NSK_diphone", f0_mean=120)
+    text = festival.sentences("hi")[0]
+    after_czech = festival.synthesise_batch([(festival.sentences("cs")[0], czech), (text, hindi)])[1]
+    alone = festival.synthesise(text, hindi)
+    assert after_czech.phones == alone.phones and np.array_equal(after_czech.audio, alone.audio)
+    assert {"pʰ", "bʱ"} <= {p.label for p in festival.synthesise(" ".join(festival.sentences("hi")), hindi).phones}
 
 
 @needs_festival_voices

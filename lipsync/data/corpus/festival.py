@@ -6,7 +6,7 @@ rate (``Duration_Stretch``) and the pitch model's target mean and spread
 (``utt.save.segs``: each segment's end time; the last one within 4 ms of
 the audio's end, measured). English segment labels are Festival's radio
 phone set (lower-case ARPAbet, ``pau`` for pauses); alignments store them as
-ARPAbet. The other languages' voices (Italian, Czech, Catalan) have
+ARPAbet. The other languages' voices (Italian, Czech, Catalan, Hindi) have
 their own phone sets; alignments store those as IPA
 (``rigs/phonemes/festival_ipa.yaml``), and each language's text goes to
 Festival in the encoding its front end reads.
@@ -49,6 +49,9 @@ class Language:
     phoneset: str  # "radio" (English, stored as ARPAbet) or a phone set of festival_ipa.yaml (stored as IPA)
     encoding: str  # what the language's text front end reads
     package: str  # Debian package(s) of its voices
+    # False: its voices speak in a Festival process of their own. Hindi's front end fails in a process where a
+    # Czech voice has run (czech.scm redefines shared functions; measured: "Feature StressUnit not defined").
+    shares_process: bool = True
 
 
 LANGUAGES = {
@@ -56,8 +59,10 @@ LANGUAGES = {
     "it": Language("italian", "latin-1", "festvox-italp16k festvox-itapc16k"),
     "cs": Language("czech", "iso-8859-2", "festvox-czech-dita festvox-czech-krb festvox-czech-machac"),
     "ca": Language("catalan", "latin-1", "festvox-ca-ona-hts"),
+    "hi": Language("hindi", "utf-8", "festvox-hi-nsk", shares_process=False),
 }
 # Voices of other languages (all in Debian main): real speakers' diphones, and one HTS voice (upc_ca_ona_hts).
+# The Hindi voice's segments hold each /p/ (closure onset median +11 ms, burst 14 ms before the end; 43 /p/).
 # Left out after measuring /p/ on the texts: czech_ph and the Finnish suo_fi_lj_diphone, hy_fi_mv_diphone
 # label their segments 30-100 ms ahead of the audio (the closure starts 50-80 ms into the labelled /p/
 # and the burst comes after the next phone has begun), so their timing cannot be trusted.
@@ -65,6 +70,7 @@ OTHER_LANGUAGE_VOICES = {
     "lp_diphone": "it", "pc_diphone": "it",
     "czech_dita": "cs", "czech_krb": "cs", "czech_machac": "cs",
     "upc_ca_ona_hts": "ca",
+    "hindi_NSK_diphone": "hi",
 }  # fmt: skip
 VOICE_LANGUAGES = {**{v: "en" for v in ENGLISH_VOICES}, **OTHER_LANGUAGE_VOICES}
 VOICES = tuple(VOICE_LANGUAGES)
@@ -78,7 +84,8 @@ _TEXT_DIR = Path(__file__).resolve().parent / "texts"
 # Stops of the other languages, as stored (IPA). Measured on 14-23 /p/ per voice: the Catalan voice
 # releases up to 10 ms after the segment's end in about 1 of 11, so these stops are extended to a late burst
 # as for MBROLA; English (ked) holds its bursts and is left as Festival says.
-IPA_STOPS = frozenset(s + long for s in ("p", "b", "t", "d", "k", "g", "c", "ɟ", "ts", "dz", "tʃ", "dʒ") for long in ("", "ː"))
+_STOP_BASES = ("p", "b", "t", "d", "t̪", "d̪", "ʈ", "ɖ", "k", "ɡ", "g", "c", "ɟ", "ts", "dz", "tʃ", "dʒ")
+IPA_STOPS = frozenset(s + mark for s in _STOP_BASES for mark in ("", "ː", "ʰ", "ʱ"))
 
 
 class FestivalError(RuntimeError):
@@ -168,6 +175,18 @@ def synthesise_raw(items: list[tuple[str, FestivalVoice]]) -> list[tuple[list[Ph
         if not festival_available(voice.name):
             hint = f"apt-get install festival {BLIND_PACKAGES}" if voice.blind else INSTALL_HINT
             raise FestivalError(f"Festival voice {voice.name!r} is not installed; {hint}")
+    processes: dict[str | None, list[int]] = {}  # None: the shared process, in the items' order
+    for i, (_, voice) in enumerate(items):
+        language = language_of(voice.name)
+        processes.setdefault(None if LANGUAGES[language].shares_process else language, []).append(i)
+    out: list = [None] * len(items)
+    for indices in processes.values():
+        for i, result in zip(indices, _run_batch([items[i] for i in indices])):
+            out[i] = result
+    return out
+
+
+def _run_batch(items: list[tuple[str, FestivalVoice]]) -> list[tuple[list[Phone], object, int]]:
     with tempfile.TemporaryDirectory(prefix="lipsync-festival-") as tmp:
         script = [_utterance_scheme(text, voice, Path(tmp) / f"u{i}") for i, (text, voice) in enumerate(items)]
         (Path(tmp) / "batch.scm").write_bytes(b"".join(script))
@@ -175,14 +194,15 @@ def synthesise_raw(items: list[tuple[str, FestivalVoice]]) -> list[tuple[list[Ph
             ["festival", "-b", str(Path(tmp) / "batch.scm")], capture_output=True, text=True, errors="replace"
         )
         out = []
-        for i in range(len(items)):
+        for i, (text, voice) in enumerate(items):
             wav, segs = Path(tmp) / f"u{i}.wav", Path(tmp) / f"u{i}.segs"
-            if result.returncode != 0 or not wav.is_file() or not segs.is_file():
-                raise FestivalError(
-                    f"festival failed on {items[i][0][:40]!r} ({result.returncode}): {result.stderr.strip()[:300]}"
-                )
+            if not wav.is_file() or not segs.is_file():  # the first utterance it did not finish
+                raise FestivalError(f"festival failed on {voice.name}'s {text[:40]!r} ({result.returncode}): "
+                                    f"{result.stderr.strip()[:300]}")
             audio, sr = sf.read(wav, dtype="float32", always_2d=False)
             out.append((parse_segs(segs.read_text(encoding="utf-8")), audio, sr))
+        if result.returncode != 0:
+            raise FestivalError(f"festival exited {result.returncode} after the batch: {result.stderr.strip()[:300]}")
     return out
 
 
