@@ -244,7 +244,7 @@ def test_festival_timing_is_its_segments_and_p_closures_fall_inside_p():
 
 
 @needs_festival_voices
-@pytest.mark.parametrize("name", sorted(festival.OTHER_LANGUAGE_VOICES))
+@pytest.mark.parametrize("name", sorted({**festival.OTHER_LANGUAGE_VOICES, **festival.OPT_IN_VOICES}))
 def test_festival_other_languages_timing_is_its_segments_and_p_closures_fall_inside_p(name):
     language = festival.language_of(name)
     text = " ".join(s for s in festival.sentences(language) if {"p", "प", "फ"} & set(s.lower()))  # all with a /p/
@@ -616,7 +616,8 @@ def test_festival_corpus_trains_on_every_language_and_holds_out_english_speakers
     voice = {r["id"]: r["speaker"].split("+")[0] for r in rows}
     held_out = {festival.language_of(voice[r["id"]]) for r in rows if r["split"] != "train"}
     trained = {festival.language_of(voice[r["id"]]) for r in rows if r["split"] == "train"}
-    assert held_out == {"en"} and trained == set(festival.LANGUAGES)
+    assert held_out == {"en"} and trained == {festival.language_of(v) for v in festival.DEFAULT_VOICES}
+    assert trained == {"en", "it", "cs", "ca"}  # Hindi only when named
     assert stats["engines"]["festival"]["phoneset"] == "arpabet+ipa"
     assert validate_corpus(out, "oculus15", 30) == []
     italian = next(r for r in rows if festival.language_of(voice[r["id"]]) == "it")

@@ -102,7 +102,7 @@ def make_corpus(
     progress: bool = True,
     engines: list[str] | None = None,
     mbrola_voices: tuple[str, ...] = mbrola.VOICES,
-    festival_voices: tuple[str, ...] = festival.VOICES,
+    festival_voices: tuple[str, ...] = festival.DEFAULT_VOICES,
     flite_voices: tuple[str, ...] = flite.VOICES,
     train_only: bool = False,
     id_prefix: str = "",
@@ -176,7 +176,7 @@ def make_multi_engine_corpus(
     overwrite: bool = False,
     progress: bool = True,
     mbrola_voices: tuple[str, ...] = mbrola.VOICES,
-    festival_voices: tuple[str, ...] = festival.VOICES,
+    festival_voices: tuple[str, ...] = festival.DEFAULT_VOICES,
     flite_voices: tuple[str, ...] = flite.VOICES,
     train_only: bool = False,
     id_prefix: str = "",
@@ -373,9 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mbrola-voices", default=",".join(mbrola.VOICES),
                         help="MBROLA voices to use: English us1 ... en1, English with an accent (de1-en ...), or "
                              "reading their own language, in train only: " + ",".join(mbrola.NATIVE_VOICES))
-    parser.add_argument("--festival-voices", default=",".join(festival.VOICES),
-                        help="Festival voices to use (kal_diphone, cmu_us_slt_arctic_hts and msu_ru_nsh_clunits are refused: "
-                             "reserved for evaluation)")
+    parser.add_argument("--festival-voices", default=",".join(festival.DEFAULT_VOICES),
+                        help="Festival voices to use, also " + ",".join(festival.OPT_IN_VOICES) + " when named "
+                             "(kal_diphone, cmu_us_slt_arctic_hts and msu_ru_nsh_clunits are refused: reserved for "
+                             "evaluation)")
     parser.add_argument("--flite-voices", default=",".join(flite.VOICES),
                         help="Flite voices to use (kal, kal16 and slt are refused: the reserved voices' speakers)")
     parser.add_argument("--train-only", action="store_true",
