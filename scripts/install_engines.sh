@@ -40,7 +40,7 @@ apt_private=(
 apt-get "${apt_private[@]}" update
 DEBIAN_FRONTEND=noninteractive apt-get "${apt_private[@]}" install -y --no-install-recommends \
     espeak-ng libespeak-ng1 mbrola festival festvox-kdlpc16k flite \
-    festvox-italp16k festvox-itapc16k festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-ca-ona-hts festvox-hi-nsk \
+    festvox-italp16k festvox-itapc16k festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-ca-ona-hts festvox-hi-nsk festival-hi \
     mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 mbrola-af1 mbrola-nl2 mbrola-fr1 mbrola-de1 mbrola-de2 mbrola-de4 \
     mbrola-hu1 mbrola-pl1 mbrola-ro1 mbrola-sw1 mbrola-sw2 mbrola-it3 mbrola-it4 mbrola-cz2 \
     open-jtalk open-jtalk-mecab-naist-jdic hts-voice-nitech-jp-atr503-m001 \

@@ -59,7 +59,7 @@ LANGUAGES = {
     "it": Language("italian", "latin-1", "festvox-italp16k festvox-itapc16k"),
     "cs": Language("czech", "iso-8859-2", "festvox-czech-dita festvox-czech-krb festvox-czech-machac"),
     "ca": Language("catalan", "latin-1", "festvox-ca-ona-hts"),
-    "hi": Language("hindi", "utf-8", "festvox-hi-nsk", shares_process=False),
+    "hi": Language("hindi", "utf-8", "festvox-hi-nsk festival-hi", shares_process=False),  # the voice, its front end
 }
 # Voices of other languages (all in Debian main): real speakers' diphones, and one HTS voice (upc_ca_ona_hts).
 # Left out after measuring /p/ on the texts: czech_ph and the Finnish suo_fi_lj_diphone, hy_fi_mv_diphone
