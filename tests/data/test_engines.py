@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -265,6 +266,16 @@ def test_festival_other_languages_timing_is_its_segments_and_p_closures_fall_ins
             assert ours.label in festival.IPA_STOPS and 0 < ours.end - theirs.end <= 0.0301
     p_labels = {"p", "pː", "pʰ"}  # pʰ: Hindi's फ
     assert _check_p_closures(synth.audio, sample_rate, synth.phones, p_labels, "ipa") >= 5
+
+
+@needs_festival_voices
+def test_a_voice_without_its_front_end_fails_naming_the_packages(monkeypatch):
+    """What Festival says when a voice's language files are missing (festival-hi moved away, measured)."""
+    said = "SIOD ERROR: could not open file hindi_phones.scm\nclosing a file left open: hindi_NSK_diphone.scm"
+    monkeypatch.setattr(festival.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 255, "", said))
+    expected = r"(?s)hindi_NSK_diphone's .*hindi_phones.scm.*package is missing.*apt-get install .*festival-hi"
+    with pytest.raises(festival.FestivalError, match=expected):
+        festival.synthesise_raw([(festival.sentences("hi")[0], festival.FestivalVoice("hindi_NSK_diphone"))])
 
 
 @needs_festival_voices

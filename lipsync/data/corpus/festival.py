@@ -200,8 +200,11 @@ def _run_batch(items: list[tuple[str, FestivalVoice]]) -> list[tuple[list[Phone]
         for i, (text, voice) in enumerate(items):
             wav, segs = Path(tmp) / f"u{i}.wav", Path(tmp) / f"u{i}.segs"
             if not wav.is_file() or not segs.is_file():  # the first utterance it did not finish
+                # A voice's folder can be there without its language's front end (festival-hi is only a Recommends)
+                lacking = "could not open file" in result.stderr
+                missing = f"; a Festival package is missing: {INSTALL_HINT}" if lacking else ""
                 raise FestivalError(f"festival failed on {voice.name}'s {text[:40]!r} ({result.returncode}): "
-                                    f"{result.stderr.strip()[:300]}")
+                                    f"{result.stderr.strip()[:300]}{missing}")
             audio, sr = sf.read(wav, dtype="float32", always_2d=False)
             out.append((parse_segs(segs.read_text(encoding="utf-8")), audio, sr))
         if result.returncode != 0:
